@@ -1,0 +1,149 @@
+"""A chat model wrapped in the resilience layer: the only way nodes talk to an LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from pydantic import BaseModel, ValidationError
+
+from agents.resilience import (
+    Completion,
+    FatalModelError,
+    MalformedResponse,
+    ModelCallFailed,
+    RateGate,
+    RetryPolicy,
+    UsageMeter,
+    describe_error,
+    is_transient_error,
+)
+
+Message = dict[str, str]
+# Provider-specific request arguments that make the model answer JSON of a given schema.
+StructuredArgs = Callable[[type[BaseModel]], dict[str, Any]]
+Parser = Callable[[str], BaseModel]
+
+
+def message_text(message: BaseMessage) -> str:
+    if isinstance(message, (AIMessage, AIMessageChunk)):
+        return message.text
+    return str(message.content)
+
+
+def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
+    # About four characters a token for English; only used to meter --tpm before the answer is known.
+    return sum(len(m["content"]) for m in messages) // 4 + max_tokens
+
+
+class ResilientChatModel:
+    """Rate-limited, retried, metered access to one chat model."""
+
+    def __init__(
+        self,
+        spec: str,
+        chat: BaseChatModel,
+        *,
+        gate: RateGate,
+        policy: RetryPolicy,
+        meter: UsageMeter,
+        structured_args: StructuredArgs,
+        seeded: bool = False,
+        default_max_tokens: int = 512,
+    ) -> None:
+        self.spec = spec
+        self.chat = chat
+        self.gate = gate
+        self.policy = policy
+        self.meter = meter
+        self._structured_args = structured_args
+        self._seeded = seeded
+        self._default_max_tokens = default_max_tokens
+
+    async def generate(
+        self,
+        messages: list[Message],
+        *,
+        step: str,
+        schema: type[BaseModel] | None = None,
+        parse: Parser | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        sample_seed: int = 0,
+    ) -> Completion:
+        """One logical call: retried on transient failures, parsed into `schema` when one is given.
+
+        `parse` turns the raw answer into the schema (lenient parsers live beside their prompts);
+        an answer that is empty or cannot be parsed counts as a transient failure and is asked again.
+        """
+        usage = self.meter.step(step)
+        limit = max_tokens or self._default_max_tokens
+        request: dict[str, Any] = {"max_tokens": limit}
+        if temperature is not None:
+            request["temperature"] = temperature
+        if schema is not None:
+            request.update(self._structured_args(schema))
+        lc_messages = convert_to_messages(messages)
+        attempts = 0
+
+        async def attempt(index: int) -> Completion:
+            nonlocal attempts
+            attempts = index + 1
+            usage.attempts += 1
+            args = dict(request)
+            if self._seeded:
+                # Local sampling is deterministic per seed: vary it so a retry is a new draw.
+                args["seed"] = sample_seed * 1000 + index
+            started = time.perf_counter()
+            async with self.gate.slot(estimate_tokens(messages, limit)):
+                answer = await asyncio.wait_for(
+                    self.chat.ainvoke(lc_messages, **args), timeout=self.gate.limits.timeout_s
+                )
+            usage.seconds += time.perf_counter() - started
+            meta = getattr(answer, "usage_metadata", None) or {}
+            usage.input_tokens += int(meta.get("input_tokens", 0) or 0)
+            usage.output_tokens += int(meta.get("output_tokens", 0) or 0)
+            text = message_text(answer)
+            if not text.strip():
+                raise MalformedResponse(f"{self.spec} returned an empty answer")
+            parsed = None
+            if schema is not None:
+                try:
+                    parsed = (parse or schema.model_validate_json)(text)
+                except (ValueError, ValidationError) as exc:
+                    raise MalformedResponse(f"{self.spec} answer does not fit {schema.__name__}: {exc}") from exc
+            return Completion(
+                text=text,
+                parsed=parsed,
+                input_tokens=int(meta.get("input_tokens", 0) or 0),
+                output_tokens=int(meta.get("output_tokens", 0) or 0),
+                attempts=index + 1,
+            )
+
+        def on_retry(exc: BaseException) -> None:
+            usage.retries += 1
+
+        try:
+            completion = await self.policy.run(attempt, on_retry=on_retry)
+        except Exception as exc:
+            usage.failures += 1
+            if is_transient_error(exc):
+                raise ModelCallFailed(
+                    f"{self.spec} ({step}): gave up after {attempts} attempts: {describe_error(exc)}"
+                ) from exc
+            if _looks_like_api_error(exc):
+                raise FatalModelError(f"{self.spec} ({step}): {describe_error(exc)}") from exc
+            raise
+        usage.calls += 1
+        return completion
+
+
+def _looks_like_api_error(exc: BaseException) -> bool:
+    """An error the provider sent us (4xx), as opposed to a bug in our code."""
+    if getattr(exc, "status_code", None) is not None or getattr(exc, "response", None) is not None:
+        return True
+    return type(exc).__module__.split(".")[0] in {"openai", "google", "httpx", "langchain_google_genai"}

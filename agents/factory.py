@@ -1,0 +1,158 @@
+"""The one place where spec strings become models and judges.
+
+Every chat model and API embedder is wrapped here in the run's shared limits, retries and usage
+meter, so nodes never deal with rate limits or transport errors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agents.chat import ResilientChatModel
+from agents.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
+from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
+from agents.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
+from agents.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
+from agents.specs import ModelSpec, SpecError, parse_judge_spec, parse_model_spec
+
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_URL_ENV = "OPENAI_BASE_URL"
+GOOGLE_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# Servers such as vLLM, llama.cpp or Ollama accept any key; the OpenAI client insists on one.
+PLACEHOLDER_KEY = "not-needed"
+
+
+@dataclass
+class ModelServices:
+    """What all models of one run share: limits, the gate enforcing them, retries, usage counters."""
+
+    limits: CallLimits = field(default_factory=CallLimits)
+    base_url: str | None = None
+    gate: RateGate = field(init=False)
+    policy: RetryPolicy = field(init=False)
+    meter: UsageMeter = field(default_factory=UsageMeter)
+
+    def __post_init__(self) -> None:
+        self.gate = RateGate(self.limits)
+        self.policy = RetryPolicy(self.limits)
+
+
+def openai_endpoint(base_url: str | None) -> tuple[str | None, str]:
+    """(base URL, API key) for OpenAI-compatible calls, from the flag or the environment."""
+    url = base_url or os.environ.get(OPENAI_URL_ENV) or None
+    key = os.environ.get(OPENAI_KEY_ENV, "").strip()
+    if not key:
+        if url is None:
+            raise SpecError(
+                f"{OPENAI_KEY_ENV} is not set; openai: models need it (or give --base-url for a server without keys)"
+            )
+        key = PLACEHOLDER_KEY
+    return url, key
+
+
+def google_key() -> str:
+    for name in GOOGLE_KEY_ENVS:
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip()
+    raise SpecError(f"{GOOGLE_KEY_ENVS[0]} is not set; google: models need it")
+
+
+def _local_structured(schema: type[BaseModel]) -> dict[str, Any]:
+    return {"response_format": {"type": "json_object", "schema": schema.model_json_schema()}}
+
+
+def _openai_structured(schema: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False},
+        }
+    }
+
+
+def _google_structured(schema: type[BaseModel]) -> dict[str, Any]:
+    return {"response_mime_type": "application/json", "response_json_schema": schema.model_json_schema()}
+
+
+def _local_gguf(spec: ModelSpec) -> Path:
+    if not spec.model:
+        try:
+            return embedded_gguf_path()
+        except LocalModelMissing as exc:
+            raise SpecError(str(exc)) from None
+    path = Path(spec.model).expanduser()
+    if not path.is_file():
+        raise SpecError(f"local model file {path} does not exist")
+    return path
+
+
+def create_chat_model(
+    spec: str | ModelSpec,
+    limits: CallLimits | None = None,
+    *,
+    services: ModelServices | None = None,
+    flag: str = "--generator",
+    seed: int = 0,
+) -> ResilientChatModel:
+    """Resolve `local`, `local:PATH.gguf`, `openai:MODEL` or `google:MODEL` into a resilient chat model."""
+    parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec, flag=flag)
+    services = services or ModelServices(limits=limits or CallLimits())
+    timeout = services.limits.timeout_s
+    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter}
+    if parsed.provider == "local":
+        chat = LocalLlamaChat(model_path=str(_local_gguf(parsed)), seed=seed)
+        return ResilientChatModel(str(parsed), chat, structured_args=_local_structured, seeded=True, **common)
+    if parsed.provider == "openai":
+        from langchain_openai import ChatOpenAI
+
+        url, key = openai_endpoint(services.base_url)
+        chat = ChatOpenAI(model=parsed.model, api_key=key, base_url=url, timeout=timeout, max_retries=0)
+        return ResilientChatModel(str(parsed), chat, structured_args=_openai_structured, **common)
+    from langchain_google_genai import ChatGoogleGenerativeAI
+
+    chat = ChatGoogleGenerativeAI(model=parsed.model, google_api_key=google_key(), timeout=timeout, max_retries=0)
+    return ResilientChatModel(str(parsed), chat, structured_args=_google_structured, **common)
+
+
+def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
+    label = f"embed:{spec}"
+    if spec.provider == "local":
+        if not spec.model:
+            try:
+                return LocalSentenceEmbedder(spec=label)
+            except FileNotFoundError as exc:
+                raise SpecError(str(exc)) from None
+        path = Path(spec.model).expanduser()
+        if not path.is_dir():
+            raise SpecError(f"--judge {label}: {path} is not a sentence-transformers model directory")
+        return LocalSentenceEmbedder(path, spec=label)
+    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter}
+    if spec.provider == "openai":
+        from langchain_openai import OpenAIEmbeddings
+
+        url, key = openai_endpoint(services.base_url)
+        embeddings = OpenAIEmbeddings(
+            model=spec.model, api_key=key, base_url=url, max_retries=0, check_embedding_ctx_length=False
+        )
+        return ApiEmbedder(label, embeddings, **common)
+    from langchain_google_genai import GoogleGenerativeAIEmbeddings
+
+    embeddings = GoogleGenerativeAIEmbeddings(model=spec.model, google_api_key=google_key())
+    return ApiEmbedder(label, embeddings, **common)
+
+
+def create_judge(specs: list[str], threshold: float, services: ModelServices) -> Judge:
+    """One judge per spec, combined into a panel when several are given (cheapest first is up to you)."""
+    judges: list[Judge] = []
+    for text in specs:
+        parsed = parse_judge_spec(text)
+        if parsed.kind == "embed":
+            judges.append(EmbeddingJudge(create_embedder(parsed.model, services), threshold))
+        else:
+            judges.append(LLMEquivalenceJudge(create_chat_model(parsed.model, services=services, flag="--judge")))
+    return judges[0] if len(judges) == 1 else JudgePanel(judges)

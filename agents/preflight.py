@@ -1,0 +1,66 @@
+"""Checks run before a run directory is created, so bad specs, keys and endpoints fail in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.chat import ResilientChatModel
+from agents.embedders import ApiEmbedder, LocalSentenceEmbedder
+from agents.factory import OPENAI_KEY_ENV, ModelServices, openai_endpoint
+from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
+from agents.local_llm import LocalLlamaChat, _load_llama
+from agents.specs import SpecError
+
+
+def _chat_models(generator: ResilientChatModel, judge: Judge) -> list[ResilientChatModel]:
+    judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
+    return [generator, *(j.model for j in judges if isinstance(j, LLMEquivalenceJudge))]
+
+
+def _embedders(judge: Judge) -> list[object]:
+    judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
+    return [j.embedder for j in judges if isinstance(j, EmbeddingJudge)]
+
+
+async def _check_openai_server(base_url: str | None, timeout: float) -> None:
+    import openai
+
+    url, key = openai_endpoint(base_url)
+    client = openai.AsyncOpenAI(api_key=key, base_url=url, max_retries=1, timeout=timeout)
+    where = url or "the OpenAI API"
+    try:
+        await client.models.list()
+    except openai.AuthenticationError:
+        raise SpecError(f"{where} rejected the API key in {OPENAI_KEY_ENV} (HTTP 401)") from None
+    except openai.PermissionDeniedError:
+        raise SpecError(f"{where} refused access with the key in {OPENAI_KEY_ENV} (HTTP 403)") from None
+    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        raise SpecError(f"cannot reach the OpenAI-compatible server at {where}: {exc}") from None
+    except openai.APIStatusError:
+        pass  # servers without /models still serve chat completions
+    finally:
+        await client.close()
+
+
+async def preflight(generator: ResilientChatModel, judge: Judge, services: ModelServices) -> None:
+    """Load local models and check that OpenAI-compatible endpoints answer and accept the key."""
+    needs_openai = False
+    for model in _chat_models(generator, judge):
+        if isinstance(model.chat, LocalLlamaChat):
+            chat = model.chat
+            try:
+                await asyncio.to_thread(_load_llama, chat.model_path, chat.n_ctx, chat.n_threads)
+            except Exception as exc:  # llama.cpp raises ValueError for any unloadable file
+                raise SpecError(f"cannot load local model {chat.model_path}: {exc}") from None
+        elif model.spec.startswith("openai:"):
+            needs_openai = True
+    for embedder in _embedders(judge):
+        if isinstance(embedder, LocalSentenceEmbedder):
+            try:
+                await embedder.embed(["warm-up"])
+            except Exception as exc:
+                raise SpecError(f"cannot load embedding model {embedder.path}: {exc}") from None
+        elif isinstance(embedder, ApiEmbedder) and embedder.spec.startswith("embed:openai:"):
+            needs_openai = True
+    if needs_openai:
+        await _check_openai_server(services.base_url, min(services.limits.timeout_s, 15.0))

@@ -1,0 +1,222 @@
+"""The resilience layer every model call goes through: concurrency and rate limits, timeouts,
+retries with exponential backoff and jitter that honour Retry-After, usage accounting.
+
+Retries happen at named layers. This module is the transport layer: it retries 429, 5xx, timeouts,
+connection errors and malformed or empty answers, and fails at once on authentication and
+invalid-request errors. Asking again because the judge rejected an answer (the semantic layer) is
+the graph's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+T = TypeVar("T")
+
+
+class MalformedResponse(RuntimeError):
+    """The server answered, but with nothing usable (empty text, unparsable structured output)."""
+
+
+class FatalModelError(RuntimeError):
+    """A failure that retrying cannot fix: bad key, unknown model, invalid request. Stops the run."""
+
+
+class ModelCallFailed(RuntimeError):
+    """A transient failure that outlasted the retry budget. Fails the current seed, not the run."""
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How hard the run may push the providers; shared by every model of a run."""
+
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    max_attempts: int = 6
+    timeout_s: float = 120.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+class RateGate:
+    """Bounds in-flight calls across the whole run and meters requests and tokens per minute."""
+
+    def __init__(self, limits: CallLimits) -> None:
+        self.limits = limits
+        self._slots = asyncio.Semaphore(limits.concurrency)
+        self._requests = AsyncLimiter(limits.rpm, 60) if limits.rpm else None
+        self._tokens = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
+
+    @asynccontextmanager
+    async def slot(self, estimated_tokens: int):
+        if self._requests is not None:
+            await self._requests.acquire()
+        if self._tokens is not None:
+            # A request larger than the whole bucket could never be admitted: charge the bucket size.
+            await self._tokens.acquire(min(float(estimated_tokens), self._tokens.max_rate))
+        async with self._slots:
+            yield
+
+
+@dataclass
+class StepUsage:
+    calls: int = 0  # successful calls
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0  # calls that gave up (transient budget spent, or fatal)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class UsageMeter:
+    """Per-step counters, reported in the manifest and the progress bar."""
+
+    steps: dict[str, StepUsage] = field(default_factory=lambda: defaultdict(StepUsage))
+
+    def step(self, name: str) -> StepUsage:
+        return self.steps[name]
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.steps.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(s.retries + s.failures for s in self.steps.values())
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {**vars(usage), "seconds": round(usage.seconds, 3)}
+            for name, usage in sorted(self.steps.items())
+        }
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for attribute in ("status_code", "code", "status"):
+        value = getattr(exc, attribute, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    return value if isinstance(value, int) else None
+
+
+_TRANSIENT_STATUS = {408, 409, 425, 429}
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether asking again later may succeed."""
+    if isinstance(exc, (MalformedResponse, asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+        return True
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a hard dependency
+        openai = None
+    if openai is not None and isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    status = _status_code(exc)
+    if status is not None:
+        return status in _TRANSIENT_STATUS or status >= 500
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_transient_error(cause)
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's own wait hint (Retry-After, retry-after-ms), if the error carries one."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed is None:
+            return None
+        return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def describe_error(exc: BaseException) -> str:
+    status = _status_code(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"HTTP {status}: {text}" if status else f"{type(exc).__name__}: {text}"
+
+
+class RetryPolicy:
+    """Exponential backoff with full jitter, raised to the server's Retry-After when it gives one."""
+
+    def __init__(self, limits: CallLimits, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.limits = limits
+        self._sleep = sleep
+
+    def wait_seconds(self, state: RetryCallState) -> float:
+        ceiling = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(0, ceiling)
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after_seconds(exc) if exc else None
+        if hinted is not None:
+            wait = max(wait, min(hinted, self.limits.backoff_max_s * 5))
+        return wait
+
+    async def run(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> T:
+        """Call `attempt(attempt_index)` until it succeeds, a fatal error occurs or attempts run out."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_retry and state.outcome is not None:
+                on_retry(state.outcome.exception())
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.limits.max_attempts),
+            wait=self.wait_seconds,
+            retry=retry_if_exception(is_transient_error),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                return await attempt(try_.retry_state.attempt_number - 1)
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    parsed: BaseModel | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    attempts: int = 1

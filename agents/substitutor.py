@@ -1,0 +1,179 @@
+"""Synonym substitutor (CultureLLM stage 2): one structured call per sentence, then pure substitution.
+
+The original scripts asked the model once per word. Here one call returns every content word of the
+sentence with its synonyms (`prompts.SynonymTable`), and the candidate sentences are built locally:
+fewer calls, the same data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+import prompts
+from agents.json_answers import MalformedOutput, load_json_answer
+from agents.text import normalize
+
+# Letters, with single spaces, hyphens or apostrophes between them ("right-wing", "men's").
+_SYNONYM_SHAPE = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$", re.UNICODE)
+_MAX_SYNONYM_WORDS = 3
+
+# Function words (and the negations and quantifiers among them) never get replaced: swapping
+# "never" for "always" or "more" for "less" is how a substitution inverts a survey statement.
+PROTECTED_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"not", "no", "nor", "never", "should", "must"}
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*", re.UNICODE)
+_MAX_SYNONYM_CHARS = 32
+
+
+def content_words(sentence: str) -> list[str]:
+    """The words of a sentence that may be replaced, in order of appearance, without repeats."""
+    found: dict[str, str] = {}
+    for match in _WORD.finditer(sentence):
+        word = match.group(0)
+        if len(word) > 1 and word.casefold() not in PROTECTED_WORDS:
+            found.setdefault(word.casefold(), word)
+    return list(found.values())
+
+
+def render_synonym_request(sentence: str, max_synonyms: int) -> list[prompts.Message]:
+    return prompts.template(prompts.SYNONYMS).render(
+        sentence=sentence, max_synonyms=max_synonyms, words=content_words(sentence)
+    )
+
+
+def synonym_schema(sentence: str, max_synonyms: int) -> type[BaseModel]:
+    """The answer schema for one sentence, with `word` restricted to the sentence's content words.
+
+    Providers with constrained decoding (llama.cpp grammars, OpenAI structured outputs) then cannot
+    answer with phrases or words that are not in the sentence; the answer still parses as
+    `prompts.SynonymTable`.
+    """
+    words = content_words(sentence)
+    if not words:
+        return prompts.SynonymTable
+    synonym = Annotated[str, StringConstraints(min_length=2, max_length=_MAX_SYNONYM_CHARS)]
+    entry = create_model(
+        "WordSynonyms",
+        word=(Literal[tuple(words)], Field(description="A content word of the sentence.")),
+        synonyms=(list[synonym], Field(max_length=max_synonyms, description="Replacements with the same meaning.")),
+    )
+    return create_model("SynonymTable", words=(list[entry], Field(max_length=len(words))))
+
+
+def _entries(data: object) -> list[object]:
+    if isinstance(data, dict) and isinstance(data.get("words"), list):
+        return data["words"]
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):  # {"word": ["syn", ...]} is a common small-model shape
+        return [{"word": k, "synonyms": v} for k, v in data.items() if isinstance(v, list)]
+    raise MalformedOutput("JSON answer is neither a word list nor a word table")
+
+
+def parse_synonym_table(raw: str, *, max_synonyms: int = 5) -> prompts.SynonymTable:
+    """Parse the substitutor's answer, keeping every well-formed entry and skipping the rest."""
+    words: list[prompts.WordSynonyms] = []
+    for entry in _entries(load_json_answer(raw)):
+        if not isinstance(entry, dict):
+            continue
+        synonyms = entry.get("synonyms")
+        if isinstance(synonyms, str):
+            synonyms = [synonyms]
+        if not isinstance(synonyms, list):
+            continue
+        clean = [s.strip() for s in synonyms if isinstance(s, str) and s.strip()][:max_synonyms]
+        try:
+            words.append(prompts.WordSynonyms(word=str(entry.get("word", "")).strip(), synonyms=clean))
+        except ValidationError:
+            continue
+    if not words:
+        # An empty table is as useless as garbage: asking again may give words.
+        raise MalformedOutput("the answer lists no word with synonyms")
+    return prompts.SynonymTable(words=words[:16])
+
+
+@dataclass(frozen=True)
+class Substitution:
+    text: str
+    word: str
+    synonym: str
+
+
+def _match_case(template: str, word: str) -> str:
+    if len(template) > 1 and template.isupper():
+        return word.upper()
+    if template[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word if word[:1].islower() else word[:1].lower() + word[1:]
+
+
+def _word_pattern(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w'-]){re.escape(word)}(?![\w'-])", re.IGNORECASE)
+
+
+# Pairs a thesaurus must never offer for each other in survey items: swapping them turns a statement
+# into its opposite while embeddings still score the two sentences as near-identical.
+_OPPOSITES = [
+    ("man", "woman"), ("men", "women"), ("male", "female"), ("males", "females"), ("boy", "girl"),
+    ("boys", "girls"), ("husband", "wife"), ("father", "mother"), ("son", "daughter"),
+    ("better", "worse"), ("best", "worst"), ("good", "bad"), ("more", "less"), ("most", "least"),
+    ("agree", "disagree"), ("always", "never"), ("rich", "poor"), ("important", "unimportant"),
+    ("justifiable", "unjustifiable"), ("right", "wrong"), ("high", "low"), ("increase", "decrease"),
+    ("trust", "distrust"), ("like", "dislike"), ("accept", "reject"), ("strong", "weak"),
+]
+OPPOSITE = {a: b for a, b in _OPPOSITES} | {b: a for a, b in _OPPOSITES}
+
+
+def _usable_synonym(synonym: str, word: str, sentence_words: set[str]) -> bool:
+    key = synonym.casefold()
+    return (
+        bool(_SYNONYM_SHAPE.match(synonym))
+        and len(synonym.split()) <= _MAX_SYNONYM_WORDS
+        and normalize(synonym) != normalize(word)
+        # A word already in the sentence would swap roles ("men" for "women") or repeat itself.
+        and key not in sentence_words
+        and OPPOSITE.get(word.casefold()) != key
+        # A capitalised replacement for a lower-case word is a name, not a synonym.
+        and not (word[:1].islower() and synonym[:1].isupper())
+    )
+
+
+def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: int) -> list[Substitution]:
+    """Sentences with one content word replaced by one of its synonyms (whole words, case kept).
+
+    Words the model invented (not in the sentence) and protected function words are ignored.
+    Candidates are interleaved across words so a small `max_candidates` still varies the word.
+    """
+    per_word: list[list[Substitution]] = []
+    seen = {normalize(sentence)}
+    sentence_words = {w.casefold() for w in _WORD.findall(sentence)}
+    for entry in table.words:
+        word = entry.word.strip()
+        if not _WORD.fullmatch(word) or word.casefold() in PROTECTED_WORDS:
+            continue
+        pattern = _word_pattern(word)
+        occurrence = pattern.search(sentence)
+        if occurrence is None:
+            continue
+        options: list[Substitution] = []
+        for synonym in entry.synonyms:
+            synonym = synonym.strip()
+            if not _usable_synonym(synonym, occurrence.group(0), sentence_words):
+                continue
+            text = pattern.sub(lambda m, s=synonym: _match_case(m.group(0), s), sentence)
+            key = normalize(text)
+            if key in seen:
+                continue
+            seen.add(key)
+            options.append(Substitution(text=text, word=word, synonym=synonym))
+        if options:
+            per_word.append(options)
+    interleaved = [s for group in zip_longest(*per_word) for s in group if s is not None]
+    return interleaved[:max_candidates]

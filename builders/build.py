@@ -1,0 +1,275 @@
+"""`build-dataset`: seeds, augmented samples and WVS answers in; labels, examples and a card out.
+
+Everything that can be wrong with the inputs is checked before anything is written, and the output is
+assembled in a hidden directory beside `--out` and renamed into place at the end, so a failed build
+leaves no partial dataset behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+
+from agents.resilience import FatalModelError
+from agents.specs import SpecError
+from builders.card import render_card
+from builders.cultures import CultureError, CultureMap, load_cultures, select_cultures
+from builders.examples import Example, ExampleSet, build_examples
+from builders.formats import Format, write_examples, write_jsonl
+from builders.labels import CultureLabel, LabelMethod, compute_label
+from builders.samples import AugmentedSample, SamplesFileError, load_samples
+from builders.scales import OptionScale, ScaleError, parse_option_scale
+from builders.split import assign_splits, validation_questions
+from builders.translate import ChatModel, Translations, translate_prompts
+from storage.records import Seed
+from storage.seeds import DEFAULT_SEEDS, SeedFileError, load_seeds
+from storage.wvs_answers import AnswersFileError, CountryAnswers, load_countries
+
+DEFAULT_ANSWERS_DIR = Path(__file__).resolve().parent.parent / "data" / "wvs" / "countries"
+LABELS_FILE = "labels.jsonl"
+CARD_FILE = "README.md"
+
+Warn = Callable[[str], None]
+ModelFactory = Callable[[str], ChatModel]
+
+
+class BuildError(ValueError):
+    """A problem with the user's inputs or flags; its message is the one line the CLI prints."""
+
+
+class BuildSettings(BaseModel):
+    """Everything one `build-dataset` run depends on; each description is the flag's help text."""
+
+    culture: str = Field(description="Culture to build (e.g. Arabic), or 'all' for CultureLLM-One.")
+    out: Path = Field(description="Output directory for labels.jsonl, the training file(s) and README.md.")
+    samples: Path | None = Field(
+        default=None, description="samples.jsonl of an augment run; without it, one example per seed."
+    )
+    seeds: Path = Field(default=DEFAULT_SEEDS, description="Seed file the samples were made from.")
+    format: Format = Field(
+        default="openai",
+        description="Training file format: openai chat JSONL, sharegpt, alpaca, or an hf dataset (default: openai).",
+    )
+    label: LabelMethod = Field(
+        default=LabelMethod.mode,
+        description="Label of a question: the most frequent valid answer (mode, the default) or their rounded mean (mean).",
+    )
+    val_fraction: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Share of questions held out for validation (0 = none)."
+    )
+    answers_dir: list[Path] = Field(
+        default_factory=list,
+        description="Extra directory of <ISO3>.csv answer files, searched before the shipped ones (repeatable).",
+    )
+    cultures_file: Path | None = Field(
+        default=None, description='JSON {"Culture": ["ISO3", ...]} adding to or replacing shipped cultures.'
+    )
+    translate: str | None = Field(default=None, description="Translate the user prompts into this language.")
+    translate_model: str | None = Field(
+        default=None,
+        description="Generator spec that translates (local, local:PATH.gguf, openai:MODEL, google:MODEL).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible server for --translate-model openai:MODEL.",
+    )
+    overwrite: bool = Field(default=False, description="Replace --out if it already holds files.")
+
+    @model_validator(mode="after")
+    def _translation_needs_a_model(self) -> BuildSettings:
+        if self.translate and not self.translate_model:
+            raise ValueError("--translate needs --translate-model SPEC")
+        if self.translate_model and not self.translate:
+            raise ValueError("--translate-model is only used with --translate LANGUAGE")
+        return self
+
+
+@dataclass
+class BuildResult:
+    settings: BuildSettings
+    cultures: CultureMap  # the selected cultures only
+    seeds: list[Seed]
+    samples: list[AugmentedSample]
+    answers: dict[str, CountryAnswers]
+    labels: list[CultureLabel]
+    example_set: ExampleSet
+    examples: list[Example]  # after translation, with their split
+    validation_q_ids: list[str]
+    translation_failures: int
+    written: list[str]
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise BuildError(f"--out {out} already holds files; choose another directory or pass --overwrite")
+
+
+def parse_scales(seeds: Sequence[Seed], seeds_path: Path) -> dict[str, OptionScale]:
+    scales = {}
+    for seed in seeds:
+        try:
+            scales[seed.q_id] = parse_option_scale(seed.option)
+        except ScaleError as exc:
+            raise BuildError(f"{seeds_path}: seed Q{seed.q_id}: {exc}") from None
+    return scales
+
+
+def compute_labels(
+    cultures: CultureMap,
+    seeds: Sequence[Seed],
+    scales: dict[str, OptionScale],
+    answers: dict[str, CountryAnswers],
+    method: LabelMethod,
+) -> list[CultureLabel]:
+    return [
+        compute_label(
+            culture,
+            seed.q_id,
+            scales[seed.q_id],
+            {country: answers[country].counts[seed.q_id] for country in countries},
+            method,
+        )
+        for culture, countries in cultures.items()
+        for seed in seeds
+    ]
+
+
+def report_skips(example_set: ExampleSet, warn: Warn) -> None:
+    for culture, skips in example_set.skipped.items():
+        if skips.q_ids:
+            questions = ", ".join(f"Q{q_id}" for q_id in skips.q_ids)
+            warn(
+                f"{culture}: no valid answers to {questions}; skipped {skips.seeds} seed and "
+                f"{skips.augmented} augmented examples"
+            )
+
+
+def translate_examples(
+    examples: list[Example], settings: BuildSettings, model_factory: ModelFactory | None, warn: Warn
+) -> tuple[list[Example], int]:
+    """Examples whose user prompt is translated; those without a usable translation are dropped."""
+    if model_factory is None:
+        raise BuildError("--translate needs a model factory; none is available")
+    try:
+        model = model_factory(settings.translate_model or "")
+        translations: Translations = asyncio.run(
+            translate_prompts((example.user for example in examples), settings.translate or "", model)
+        )
+    except FatalModelError as exc:
+        raise BuildError(f"--translate-model {settings.translate_model}: {exc}") from None
+    except SpecError as exc:  # unknown spec, missing key or endpoint
+        raise BuildError(str(exc)) from None
+    for prompt, why in list(translations.failures.items())[:3]:
+        warn(f"no {settings.translate} translation for the prompt {prompt.splitlines()[0]!r}: {why}")
+    kept = []
+    for example in examples:
+        translated = translations.texts.get(example.user)
+        if translated is not None:
+            messages = [example.messages[0], {"role": "user", "content": translated}, example.messages[2]]
+            kept.append(example.model_copy(update={"messages": messages}))
+    dropped = len(examples) - len(kept)
+    if dropped:
+        warn(f"dropped {dropped} examples whose {len(translations.failures)} prompts could not be translated")
+    return kept, dropped
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move a finished build into place, replacing what --out held (already checked to be allowed)."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(retired / out.name)
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def build_dataset(
+    settings: BuildSettings, *, model_factory: ModelFactory | None = None, warn: Warn = lambda _: None
+) -> BuildResult:
+    """Run a whole build; user errors raise `BuildError` before anything is written to `settings.out`."""
+    check_out_dir(settings.out, settings.overwrite)
+    try:
+        known = load_cultures(settings.cultures_file)
+        cultures = {name: known[name] for name in select_cultures(settings.culture, known)}
+        seeds = load_seeds(settings.seeds)
+        scales = parse_scales(seeds, settings.seeds)
+        seed_ids = {seed.q_id for seed in seeds}
+        samples = load_samples(settings.samples, seed_ids, settings.seeds) if settings.samples else []
+        answers = load_countries(
+            (country for countries in cultures.values() for country in countries),
+            [seed.q_id for seed in seeds],
+            [*settings.answers_dir, DEFAULT_ANSWERS_DIR],
+        )
+    except (CultureError, SeedFileError, SamplesFileError, AnswersFileError) as exc:
+        raise BuildError(str(exc)) from None
+    if settings.samples and not samples:
+        warn(f"samples file {settings.samples} holds no samples; building from the seeds alone")
+
+    labels = compute_labels(cultures, seeds, scales, answers, settings.label)
+    example_set = build_examples(
+        list(cultures), seeds, scales, samples, {(label.culture, label.q_id): label for label in labels}
+    )
+    report_skips(example_set, warn)
+    examples = example_set.examples
+    if not examples:
+        raise BuildError(f"no examples to write: no question has a valid answer for {', '.join(cultures)}")
+
+    translation_failures = 0
+    if settings.translate:
+        examples, translation_failures = translate_examples(examples, settings, model_factory, warn)
+        if not examples:
+            raise BuildError(f"no examples to write: no prompt could be translated into {settings.translate}")
+
+    examples = assign_splits(examples, settings.val_fraction)
+    held_out = validation_questions([example.q_id for example in examples], settings.val_fraction)
+    result = BuildResult(
+        settings=settings,
+        cultures=cultures,
+        seeds=seeds,
+        samples=samples,
+        answers=answers,
+        labels=labels,
+        example_set=example_set,
+        examples=examples,
+        validation_q_ids=[seed.q_id for seed in seeds if seed.q_id in held_out],
+        translation_failures=translation_failures,
+        written=[],
+    )
+    write_output(result)
+    return result
+
+
+def write_output(result: BuildResult) -> None:
+    out = result.settings.out
+    # Not tempfile.mkdtemp: its private 0700 mode would stay on the published dataset.
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise BuildError(f"cannot write beside --out {out}: {exc}") from None
+    try:
+        write_jsonl(staging / LABELS_FILE, [label.model_dump(mode="json") for label in result.labels])
+        result.written = [
+            LABELS_FILE,
+            *write_examples(result.examples, result.settings.format, staging),
+            CARD_FILE,
+        ]
+        (staging / CARD_FILE).write_text(render_card(result), encoding="utf-8")
+        publish(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BuildError(f"cannot write --out {out}: {exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

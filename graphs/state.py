@@ -1,0 +1,46 @@
+"""State of the per-seed augmentation graph: input, working state and output kept apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agents.selector import ScoredCandidate
+from storage.records import Seed
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    paraphrase_rounds: int = 0
+    paraphrases_generated: int = 0
+    paraphrases_accepted: int = 0
+    paraphrases_rejected: int = 0
+    synonym_calls_failed: int = 0
+    substitutions_generated: int = 0
+    substitutions_accepted: int = 0
+    substitutions_rejected: int = 0
+
+
+@dataclass
+class AugmentInput:
+    seed: Seed
+
+
+@dataclass
+class AugmentState:
+    seed: Seed
+    # Stage 1: candidates waiting for the judge, and the paraphrases it accepted.
+    pending: list[str] = field(default_factory=list)
+    paraphrases: list[ScoredCandidate] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # every paraphrase text generated so far
+    # Stage 2: substituted sentences waiting for the judge, and those it accepted.
+    substitutions: list[ScoredCandidate] = field(default_factory=list)
+    variants: list[ScoredCandidate] = field(default_factory=list)
+    samples: list[ScoredCandidate] = field(default_factory=list)
+    stats: SeedStats = field(default_factory=SeedStats)
+
+
+@dataclass
+class AugmentOutput:
+    seed: Seed
+    samples: list[ScoredCandidate]
+    stats: SeedStats

@@ -1,0 +1,112 @@
+"""Prompt templates (`*.jinja` beside this file) and the pydantic models of the answers they ask for.
+
+A template is a chat: `### system`, `### user` and `### assistant` headers start the messages, so
+few-shot turns live in the template file itself. A prompt is changed by adding a new version
+(`paraphrase_v2.jinja`) so that the manifests of older runs still name the prompt they used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from pydantic import BaseModel, Field
+
+PROMPTS_DIR = Path(__file__).resolve().parent
+
+Message = dict[str, str]
+
+_ROLE_HEADER = re.compile(r"^### (system|user|assistant)\s*$", re.MULTILINE)
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(PROMPTS_DIR),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=False,
+    autoescape=False,
+)
+
+
+class PromptError(ValueError):
+    """A template is missing, unparsable, or rendered without one of its variables."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+
+    @property
+    def path(self) -> Path:
+        return PROMPTS_DIR / f"{self.name}.jinja"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def render(self, **variables: Any) -> list[Message]:
+        try:
+            text = _environment.get_template(f"{self.name}.jinja").render(**variables)
+        except jinja2.TemplateNotFound as exc:
+            raise PromptError(f"prompt template {self.path} does not exist") from exc
+        except jinja2.UndefinedError as exc:
+            raise PromptError(f"prompt {self.name}: {exc.message}") from exc
+        return split_chat(text, source=self.name)
+
+
+def split_chat(text: str, *, source: str) -> list[Message]:
+    """Turn `### role` sections into chat messages, dropping empty leading text."""
+    parts = _ROLE_HEADER.split(text)
+    if len(parts) < 3:
+        raise PromptError(f"prompt {source} has no '### system' / '### user' sections")
+    messages: list[Message] = []
+    for role, body in zip(parts[1::2], parts[2::2]):
+        messages.append({"role": role, "content": body.strip()})
+    if messages[-1]["role"] != "user":
+        raise PromptError(f"prompt {source} must end with a user message")
+    return messages
+
+
+@cache
+def template(name: str) -> PromptTemplate:
+    found = PromptTemplate(name)
+    if not found.path.exists():
+        raise PromptError(f"prompt template {found.path} does not exist")
+    return found
+
+
+PARAPHRASE = "paraphrase_v1"
+SYNONYMS = "synonyms_v1"
+EQUIVALENCE = "equivalence_v1"
+
+
+class WordSynonyms(BaseModel):
+    """One content word of a sentence and the words that may replace it."""
+
+    word: str = Field(description="The word exactly as it appears in the sentence.", max_length=40)
+    synonyms: list[str] = Field(
+        default_factory=list, description="Replacements with the same meaning in context.", max_length=5
+    )
+
+
+class SynonymTable(BaseModel):
+    """Answer of the synonym substitutor: every content word of one sentence with its synonyms."""
+
+    words: list[WordSynonyms] = Field(default_factory=list, max_length=16)
+
+
+Relation = Literal["entail", "contradict", "unrelated"]
+
+
+class EquivalenceVerdict(BaseModel):
+    index: int = Field(description="1-based number of the candidate in the prompt.")
+    verdict: Relation = Field(description="entail: same claim; contradict: different claim; unrelated.")
+
+
+class EquivalenceVerdicts(BaseModel):
+    """Answer of the LLM judge: one verdict per numbered candidate."""
+
+    verdicts: list[EquivalenceVerdict] = Field(default_factory=list)

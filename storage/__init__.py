@@ -1,0 +1,1 @@
+"""Persistence: seed files in, run directories (samples, manifest) out."""

@@ -1,0 +1,72 @@
+"""A run directory: `samples.jsonl` appended a seed at a time, `manifest.json` replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from storage.records import SampleRecord
+
+SAMPLES = "samples.jsonl"
+MANIFEST = "manifest.json"
+
+
+class RunDirError(ValueError):
+    pass
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create a fresh run directory; refuse one that already holds a run."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--out {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise RunDirError(f"--out {path} already holds files; choose a new run directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _dumps(record: SampleRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+
+
+class RunStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.samples_path = root / SAMPLES
+        self.manifest_path = root / MANIFEST
+
+    async def append_samples(self, records: Sequence[SampleRecord]) -> None:
+        """Append one seed's records in a single write, so lines are whole after a crash."""
+        if not records:
+            return
+        payload = "".join(_dumps(r) + "\n" for r in records)
+        async with aiofiles.open(self.samples_path, "a", encoding="utf-8") as handle:
+            await handle.write(payload)
+            await handle.flush()
+
+    async def rewrite_samples(self, records: Iterable[SampleRecord]) -> None:
+        """Replace samples.jsonl by the given records (seed order) through a temp file and rename."""
+        temporary = self.samples_path.with_suffix(".jsonl.tmp")
+        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
+            await handle.write("".join(_dumps(r) + "\n" for r in records))
+            await handle.flush()
+            os.fsync(handle.fileno())
+        await aiofiles.os.replace(temporary, self.samples_path)
+
+    async def write_manifest(self, manifest: dict) -> None:
+        temporary = self.manifest_path.with_suffix(".json.tmp")
+        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
+            await handle.write(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+            await handle.flush()
+            os.fsync(handle.fileno())
+        await aiofiles.os.replace(temporary, self.manifest_path)
+
+
+def read_samples(path: Path) -> list[SampleRecord]:
+    with path.open(encoding="utf-8") as handle:
+        return [SampleRecord.model_validate_json(line) for line in handle if line.strip()]

@@ -1,0 +1,106 @@
+"""Synonym tables are parsed leniently, and substitution replaces whole content words only."""
+
+import pytest
+
+from agents.json_answers import MalformedOutput
+from agents.substitutor import parse_synonym_table, render_synonym_request, substitute
+from prompts import SynonymTable, WordSynonyms
+
+SENTENCE = "Men make better political leaders than women do"
+
+
+def table(**words: list[str]) -> SynonymTable:
+    return SynonymTable(words=[WordSynonyms(word=w, synonyms=s) for w, s in words.items()])
+
+
+class TestParsing:
+    def test_the_schema_shape(self):
+        raw = '{"words": [{"word": "leaders", "synonyms": ["heads", "chiefs"]}]}'
+        assert parse_synonym_table(raw) == table(leaders=["heads", "chiefs"])
+
+    def test_fenced_json_after_chatter(self):
+        raw = 'Sure!\n```json\n{"words": [{"word": "better", "synonyms": ["superior"]}]}\n```'
+        assert parse_synonym_table(raw) == table(better=["superior"])
+
+    def test_a_plain_word_table(self):
+        assert parse_synonym_table('{"political": ["governmental"], "note": "x"}') == table(political=["governmental"])
+
+    def test_truncated_json_keeps_the_entries_before_the_cut(self):
+        raw = '{"words": [{"word": "leaders", "synonyms": ["heads", "chiefs"]}, {"word": "political", "synon'
+        parsed = parse_synonym_table(raw)
+        assert parsed.words[0] == WordSynonyms(word="leaders", synonyms=["heads", "chiefs"])
+
+    def test_bad_entries_are_skipped_and_long_lists_capped(self):
+        raw = '{"words": [42, {"word": "men"}, {"word": "women", "synonyms": ["a","b","c","d","e","f","g"]}]}'
+        parsed = parse_synonym_table(raw, max_synonyms=3)
+        assert parsed == table(women=["a", "b", "c"])
+
+    @pytest.mark.parametrize("raw", ["", "no json here", "[1, 2", "```\n```", "{\"words\": []}"])
+    def test_garbage_is_malformed(self, raw):
+        with pytest.raises(MalformedOutput):
+            parse_synonym_table(raw)
+
+    def test_request_names_the_sentence(self):
+        messages = render_synonym_request(SENTENCE, 5)
+        assert SENTENCE in messages[-1]["content"]
+        assert "up to 5 synonyms" in messages[-1]["content"]
+
+
+class TestSubstitution:
+    def test_one_word_at_a_time_interleaved_across_words(self):
+        found = substitute(SENTENCE, table(leaders=["heads", "chiefs"], better=["superior"]), max_candidates=10)
+        assert [s.text for s in found] == [
+            "Men make better political heads than women do",
+            "Men make superior political leaders than women do",
+            "Men make better political chiefs than women do",
+        ]
+
+    def test_case_is_kept(self):
+        found = substitute("Men and MEN", table(men=["males"]), max_candidates=5)
+        assert [s.text for s in found] == ["Males and MALES"]
+        lowered = substitute("the Family matters", table(family=["Kin"]), max_candidates=5)
+        assert lowered[0].text == "the Kin matters"
+
+    def test_whole_words_only(self):
+        found = substitute("Women and men", table(men=["males"]), max_candidates=5)
+        assert [s.text for s in found] == ["Women and males"]
+
+    def test_words_not_in_the_sentence_and_function_words_are_ignored(self):
+        found = substitute(SENTENCE, table(dogs=["hounds"], than=["as"], do=["does"]), max_candidates=5)
+        assert found == []
+
+    def test_useless_synonyms_are_dropped(self):
+        bad = ["LEADERS", "", "a very long phrase of many words", "lead3rs", "<b>x</b>"]
+        assert substitute(SENTENCE, table(leaders=bad), max_candidates=10) == []
+
+    def test_max_candidates_caps_the_list(self):
+        found = substitute(SENTENCE, table(leaders=["heads", "chiefs", "rulers"], women=["females"]), max_candidates=2)
+        assert len(found) == 2
+
+    def test_role_swaps_opposites_and_names_are_refused(self):
+        sentence = "A university education is more important for a boy than for a girl"
+        offered = table(boy=["girl", "lad"], education=["Kathryn", "schooling"], important=["unimportant"])
+        assert [s.text for s in substitute(sentence, offered, max_candidates=10)] == [
+            "A university education is more important for a lad than for a girl",
+            "A university schooling is more important for a boy than for a girl",
+        ]
+
+    def test_phrases_given_as_words_are_ignored(self):
+        assert substitute(SENTENCE, table(**{"political leaders": ["politicians"]}), max_candidates=5) == []
+
+
+def test_content_words_skip_function_words_and_repeats():
+    from agents.substitutor import content_words
+
+    assert content_words("When a mother works for pay, the children suffer; the mother") == [
+        "mother", "works", "pay", "children", "suffer"
+    ]
+
+
+def test_the_request_schema_restricts_words_to_the_sentence():
+    from agents.substitutor import synonym_schema
+
+    schema = synonym_schema("Men make better leaders", 3).model_json_schema()
+    entry = next(iter(schema["$defs"].values()))
+    assert entry["properties"]["word"]["enum"] == ["Men", "make", "better", "leaders"]
+    assert entry["properties"]["synonyms"]["maxItems"] == 3
