@@ -101,7 +101,7 @@ def run_augment(args: argparse.Namespace) -> int:
     from graphs.augment import AugmentContext, AugmentParams
     from graphs.progress import RunProgress, print_summary
     from graphs.runner import run_augmentation
-    from storage.run_store import RunDirError, RunStore, prepare_run_dir
+    from storage.run_store import RunDirError, RunStore, check_new_run_dir, prepare_run_dir
     from storage.seeds import SeedFileError, load_seeds
 
     settings = _settings_from(args)
@@ -118,6 +118,11 @@ def run_augment(args: argparse.Namespace) -> int:
         max_attempts=settings.max_attempts,
         timeout_s=settings.timeout,
     )
+    out = settings.out or _default_out()
+    try:
+        check_new_run_dir(out)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
     services = ModelServices(limits=limits, base_url=settings.base_url)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
@@ -125,7 +130,6 @@ def run_augment(args: argparse.Namespace) -> int:
         asyncio.run(preflight(generator, judge, services))
     except SpecError as exc:
         raise UserError(str(exc)) from None
-    out = settings.out or _default_out()
     try:
         prepare_run_dir(out)
     except RunDirError as exc:
@@ -170,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from builders.command import add_build_dataset_parser
 
     add_build_dataset_parser(subparsers)
+    from trainers.command import add_train_parser
+
+    add_train_parser(subparsers)
     return parser
 
 

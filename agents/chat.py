@@ -54,6 +54,7 @@ class ResilientChatModel:
         structured_args: StructuredArgs,
         seeded: bool = False,
         default_max_tokens: int = 512,
+        parallelism: int | None = None,
     ) -> None:
         self.spec = spec
         self.chat = chat
@@ -63,6 +64,8 @@ class ResilientChatModel:
         self._structured_args = structured_args
         self._seeded = seeded
         self._default_max_tokens = default_max_tokens
+        # How many calls the model itself can serve at once (None: as many as the gate allows).
+        self.parallelism = parallelism
 
     async def generate(
         self,

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from agents.local_compute import LOCAL_COMPUTE
 from agents.resilience import FatalModelError, ModelCallFailed, RateGate, RetryPolicy, UsageMeter
 from agents.resilience import describe_error, is_transient_error
 
@@ -50,8 +51,11 @@ def embedded_model_dir() -> Path:
 def _load_sentence_transformer(path: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-    return SentenceTransformer(path, device="cpu"), threading.Lock()
+    hf_logging.disable_progress_bar()  # our own progress bar is the one a user should see
+
+    return SentenceTransformer(path, device="cpu"), LOCAL_COMPUTE
 
 
 class LocalSentenceEmbedder:

@@ -23,6 +23,8 @@ from agents.specs import ModelSpec, SpecError, parse_judge_spec, parse_model_spe
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_URL_ENV = "OPENAI_BASE_URL"
 GOOGLE_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# Set to 1 to decode local structured answers under a JSON-schema grammar (valid by construction, ~5x slower).
+LOCAL_GRAMMAR_ENV = "CULTURE_FORGE_LOCAL_GRAMMAR"
 # Servers such as vLLM, llama.cpp or Ollama accept any key; the OpenAI client insists on one.
 PLACEHOLDER_KEY = "not-needed"
 
@@ -62,8 +64,14 @@ def google_key() -> str:
     raise SpecError(f"{GOOGLE_KEY_ENVS[0]} is not set; google: models need it")
 
 
-def _local_structured(schema: type[BaseModel]) -> dict[str, Any]:
+def _local_grammar_structured(schema: type[BaseModel]) -> dict[str, Any]:
     return {"response_format": {"type": "json_object", "schema": schema.model_json_schema()}}
+
+
+def _local_one_line_json(schema: type[BaseModel]) -> dict[str, Any]:
+    # The templates show the JSON answer on one line, and the small model follows the example: stopping
+    # at the line end cuts off its habit of looping, and the lenient parsers salvage a truncated line.
+    return {"stop": ["\n"]}
 
 
 def _openai_structured(schema: type[BaseModel]) -> dict[str, Any]:
@@ -106,7 +114,11 @@ def create_chat_model(
     common = {"gate": services.gate, "policy": services.policy, "meter": services.meter}
     if parsed.provider == "local":
         chat = LocalLlamaChat(model_path=str(_local_gguf(parsed)), seed=seed)
-        return ResilientChatModel(str(parsed), chat, structured_args=_local_structured, seeded=True, **common)
+        structured = _local_grammar_structured if os.environ.get(LOCAL_GRAMMAR_ENV) == "1" else _local_one_line_json
+        # One llama.cpp context serves one call at a time.
+        return ResilientChatModel(
+            str(parsed), chat, structured_args=structured, seeded=True, parallelism=1, **common
+        )
     if parsed.provider == "openai":
         from langchain_openai import ChatOpenAI
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import time
 from collections import defaultdict
@@ -47,6 +48,9 @@ class CallLimits:
     rpm: float | None = None
     tpm: float | None = None
     max_attempts: int = 6
+    # An answer that cannot be parsed is asked again only this often: a model that produced garbage
+    # twice rarely recovers, and every attempt costs tokens.
+    max_malformed_attempts: int = 3
     timeout_s: float = 120.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -124,17 +128,22 @@ def is_transient_error(exc: BaseException) -> bool:
     """Whether asking again later may succeed."""
     if isinstance(exc, (MalformedResponse, asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return True
+    if isinstance(exc, json.JSONDecodeError):  # a truncated or garbled response body
+        return True
     if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
         return True
     try:
         import openai
     except ImportError:  # pragma: no cover - openai is a hard dependency
         openai = None
-    if openai is not None and isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if openai is not None and isinstance(
+        exc, (openai.APITimeoutError, openai.APIConnectionError, openai.APIResponseValidationError)
+    ):
         return True
     status = _status_code(exc)
     if status is not None:
-        return status in _TRANSIENT_STATUS or status >= 500
+        # An error raised on a 2xx answer means the body itself was unusable.
+        return status in _TRANSIENT_STATUS or status >= 500 or status < 300
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and is_transient_error(cause)
 
@@ -199,8 +208,12 @@ class RetryPolicy:
             if on_retry and state.outcome is not None:
                 on_retry(state.outcome.exception())
 
+        def malformed_too_often(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            return isinstance(exc, MalformedResponse) and state.attempt_number >= self.limits.max_malformed_attempts
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.limits.max_attempts),
+            stop=stop_after_attempt(self.limits.max_attempts) | malformed_too_often,
             wait=self.wait_seconds,
             retry=retry_if_exception(is_transient_error),
             before_sleep=before_sleep,

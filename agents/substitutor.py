@@ -77,10 +77,27 @@ def _entries(data: object) -> list[object]:
     raise MalformedOutput("JSON answer is neither a word list nor a word table")
 
 
+# One `{"word": ..., "synonyms": [...]}` entry, found even inside JSON whose brackets do not balance.
+_ENTRY = re.compile(r'"word"\s*:\s*"([^"]{1,80})"\s*,\s*"synonyms"\s*:\s*\[([^\]{}]*)')
+_STRING = re.compile(r'"([^"]{1,80})"')
+
+
+def _salvage_entries(raw: str) -> list[object]:
+    return [{"word": w, "synonyms": _STRING.findall(body)} for w, body in _ENTRY.findall(raw or "")]
+
+
 def parse_synonym_table(raw: str, *, max_synonyms: int = 5) -> prompts.SynonymTable:
-    """Parse the substitutor's answer, keeping every well-formed entry and skipping the rest."""
+    """Parse the substitutor's answer, keeping every well-formed entry and skipping the rest.
+
+    Small models often break the JSON (an unclosed bracket, a stray key); the entries before and
+    after the damage are still recovered.
+    """
+    try:
+        entries = _entries(load_json_answer(raw))
+    except MalformedOutput:
+        entries = _salvage_entries(raw)
     words: list[prompts.WordSynonyms] = []
-    for entry in _entries(load_json_answer(raw)):
+    for entry in entries:
         if not isinstance(entry, dict):
             continue
         synonyms = entry.get("synonyms")

@@ -33,7 +33,7 @@ from graphs.state import AugmentInput, AugmentOutput, AugmentState
 class AugmentParams:
     n: int = 5
     m: int = 10
-    max_rounds: int = 3
+    max_rounds: int = 2
     max_synonyms: int = 5
     max_substitutions: int = 24
     temperature: float = 0.7
@@ -56,11 +56,13 @@ async def generate_paraphrases(state: AugmentState, runtime: Runtime[AugmentCont
     ctx = runtime.context
     seed = state.seed.q_content
     round_ = state.stats.paraphrase_rounds + 1
+    # Re-asks request only the missing number: output tokens are the cost that matters.
+    wanted = ctx.params.n - len(state.paraphrases)
     completion = await ctx.generator.generate(
-        render_paraphrase_request(seed, ctx.params.n),
+        render_paraphrase_request(seed, wanted),
         step="paraphrase",
         temperature=ctx.params.temperature,
-        max_tokens=48 * ctx.params.n + 64,
+        max_tokens=48 * wanted + 64,
         sample_seed=_draw(state.seed.q_id, round_, ctx.params.sample_seed),
     )
     known = {normalize(t) for t in state.seen}

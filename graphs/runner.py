@@ -198,8 +198,10 @@ async def run_augmentation(
     manifest = ManifestBuilder(settings, services, context)
     generator, judge = context.generator.spec, context.judge.spec
     outcomes: dict[str, SeedOutcome] = {}
-    # Enough seeds in flight to keep every call slot busy, without holding the whole file in memory.
-    seeds_in_flight = asyncio.Semaphore(max(2 * settings.concurrency, 4))
+    # Enough seeds in flight to keep every call slot busy, and no more: seeds then finish (and are
+    # written) steadily from the start instead of all together at the end.
+    slots = min(settings.concurrency, context.generator.parallelism or settings.concurrency)
+    seeds_in_flight = asyncio.Semaphore(max(2 * slots, 2))
     await store.write_manifest(manifest.build("running", [], len(seeds)))
 
     async def one(seed: Seed) -> None:

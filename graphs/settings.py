@@ -24,7 +24,7 @@ class AugmentSettings(BaseModel):
     n: int = Field(default=5, gt=0, le=20, description="Paraphrases to keep per seed (stage 1).")
     m: int = Field(default=10, gt=0, description="Samples to keep per seed in the end.")
     threshold: float = Field(default=0.8, ge=0.0, le=1.0, description="Minimum cosine similarity to the seed for the embedding judge.")
-    max_rounds: int = Field(default=3, gt=0, le=10, description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept.")
+    max_rounds: int = Field(default=2, gt=0, le=10, description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept.")
     max_synonyms: int = Field(default=5, gt=0, le=5, description="Synonyms asked for per content word.")
     max_substitutions: int = Field(default=24, gt=0, description="Substituted sentences judged per kept paraphrase.")
     concurrency: int = Field(default=8, gt=0, description="LLM calls in flight across the whole run.")

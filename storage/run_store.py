@@ -20,12 +20,16 @@ class RunDirError(ValueError):
     pass
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create a fresh run directory; refuse one that already holds a run."""
+def check_new_run_dir(path: Path) -> None:
+    """Refuse a run directory that already holds something: a run is never written over."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()):
         raise RunDirError(f"--out {path} already holds files; choose a new run directory")
+
+
+def prepare_run_dir(path: Path) -> Path:
+    check_new_run_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

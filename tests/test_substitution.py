@@ -104,3 +104,8 @@ def test_the_request_schema_restricts_words_to_the_sentence():
     entry = next(iter(schema["$defs"].values()))
     assert entry["properties"]["word"]["enum"] == ["Men", "make", "better", "leaders"]
     assert entry["properties"]["synonyms"]["maxItems"] == 3
+
+
+def test_entries_are_salvaged_from_json_with_unbalanced_brackets():
+    raw = '{"words": [{"word": "better", "synonyms": ["superior", "finer"}}, {"word": "leaders", "synonyms": ["heads"]}]}'
+    assert parse_synonym_table(raw) == table(better=["superior", "finer"], leaders=["heads"])

@@ -1,0 +1,1 @@
+"""Benchmarks and the OpenAI-compatible mock server they (and the integration tests) run against."""

@@ -1,0 +1,338 @@
+"""An OpenAI-compatible HTTP server for tests and benchmarks, on 127.0.0.1.
+
+It answers `/v1/chat/completions`, `/v1/embeddings` and `/v1/models` with deterministic, meaningful
+content, so the real pipeline (langchain-openai, our retry layer, the real embedding judge) runs
+against it end to end:
+- paraphrase requests get rewrites of the `Sentence:` line ("In my view, ..."),
+- structured requests (`response_format`) get a synonym table or equivalence verdicts, as JSON,
+- embedding requests get hashed bag-of-words vectors.
+
+Latency, injected faults (429 with Retry-After, 500, 503, hangs, malformed bodies), a
+requests-per-minute limit and an API key check are configurable; every request is logged.
+
+    python -m bench.mock_openai_server --port 8011 --latency 0.2 --fault-rate 0.2 --rpm 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULT_KINDS = ("429", "500", "503", "hang", "malformed")
+
+_THESAURUS = {
+    "important": ["significant", "essential", "vital"],
+    "goals": ["aims", "objectives"],
+    "main": ["chief", "principal"],
+    "proud": ["pleased"],
+    "parents": ["folks"],
+    "children": ["kids"],
+    "suffer": ["struggle"],
+    "political": ["governmental"],
+    "leaders": ["heads", "chiefs"],
+    "education": ["schooling"],
+    "business": ["corporate"],
+    "executives": ["managers"],
+    "jobs": ["positions", "posts"],
+    "job": ["position", "post"],
+    "scarce": ["rare", "limited"],
+    "fulfilling": ["satisfying", "rewarding"],
+    "work": ["labour"],
+    "people": ["persons", "individuals"],
+    "trust": ["rely on"],
+    "justifiable": ["defensible"],
+    "government": ["state"],
+    "religion": ["faith"],
+    "life": ["existence"],
+    "right": ["entitlement"],
+    "problem": ["issue"],
+    "duty": ["obligation"],
+    "society": ["community"],
+}
+_PARAPHRASE_FRAMES = (
+    "In my view, {s}.",
+    "I would say that {s}.",
+    "It is my belief that {s}.",
+    "Honestly, {s}.",
+    "To put it another way, {s}.",
+    "As I see it, {s}.",
+    "Frankly, {s}.",
+    "In my opinion, {s}.",
+)
+_WORDS = re.compile(r"[A-Za-z']+")
+
+
+def _lower_first(sentence: str) -> str:
+    sentence = sentence.strip().rstrip(".?!")
+    return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
+
+
+def _field(text: str, name: str) -> str:
+    match = re.search(rf"^{name}:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def paraphrase_answer(user_text: str) -> str:
+    sentence = _field(user_text, "Sentence")
+    count = int(m.group(1)) if (m := re.search(r"in (\d+) different ways", user_text)) else 5
+    lines = [f"{i}. {frame.format(s=_lower_first(sentence))}" for i, frame in enumerate(_PARAPHRASE_FRAMES[:count], 1)]
+    return "Here are the rewrites:\n" + "\n".join(lines)
+
+
+def synonym_answer(user_text: str) -> str:
+    sentence = _field(user_text, "Sentence")
+    words = []
+    for word in dict.fromkeys(_WORDS.findall(sentence)):
+        if word.lower() in _THESAURUS:
+            words.append({"word": word, "synonyms": _THESAURUS[word.lower()]})
+    return json.dumps({"words": words})
+
+
+def verdict_answer(user_text: str, contradiction_markers: tuple[str, ...]) -> str:
+    candidates = re.findall(r"^(\d+)\. (.+)$", user_text, re.MULTILINE)
+    verdicts = [
+        {"index": int(i), "verdict": "contradict" if any(m in text.lower() for m in contradiction_markers) else "entail"}
+        for i, text in candidates
+    ]
+    return json.dumps({"verdicts": verdicts})
+
+
+def embed(text: str, dims: int = 64) -> list[float]:
+    vector = [0.0] * dims
+    for word in _WORDS.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        vector[int.from_bytes(digest, "little") % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+@dataclass
+class ServerConfig:
+    latency_s: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    rpm: float | None = None
+    api_key: str | None = None
+    hang_s: float = 30.0
+    retry_after_s: float = 0.2
+    seed: int = 0
+    contradiction_markers: tuple[str, ...] = ("not ", "opposite")
+
+
+@dataclass
+class RequestLog:
+    at: float
+    path: str
+    status: int
+    fault: str | None
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class MockOpenAIServer:
+    """Run with `with MockOpenAIServer(config) as server:`; `server.base_url` ends in /v1."""
+
+    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or ServerConfig()
+        self.log: list[RequestLog] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(self.config.seed)
+        self._recent: deque[float] = deque()
+        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> MockOpenAIServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:  # shutdown() waits for serve_forever, which only runs once started
+            self._httpd.shutdown()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> MockOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def requests(self, path_suffix: str = "/chat/completions", status: int | None = 200) -> list[RequestLog]:
+        with self._lock:
+            return [r for r in self.log if r.path.endswith(path_suffix) and (status is None or r.status == status)]
+
+    # -- decisions made under the lock so concurrent requests see a consistent state --
+    def _admit(self) -> str | None:
+        """None to serve normally, or the fault to inject."""
+        with self._lock:
+            now = time.monotonic()
+            if self.config.rpm:
+                while self._recent and now - self._recent[0] > 60.0:
+                    self._recent.popleft()
+                if len(self._recent) >= self.config.rpm:
+                    return "rate-limit"
+                self._recent.append(now)
+            if self.config.fault_rate and self._random.random() < self.config.fault_rate:
+                return self._random.choice(self.config.fault_kinds)
+        return None
+
+    def _record(self, entry: RequestLog) -> None:
+        with self._lock:
+            self.log.append(entry)
+
+    def _handler_class(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                return
+
+            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+                body = raw if raw is not None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+                self._send(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
+
+            def _authorised(self) -> bool:
+                expected = server.config.api_key
+                return expected is None or self.headers.get("Authorization") == f"Bearer {expected}"
+
+            def do_GET(self) -> None:
+                if not self._authorised():
+                    server._record(RequestLog(time.time(), self.path, 401, None, None))
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                if self.path.rstrip("/").endswith("/models"):
+                    server._record(RequestLog(time.time(), self.path, 200, None, None))
+                    return self._send(200, {"object": "list", "data": [{"id": "mock-model", "object": "model"}]})
+                self._error(404, f"no route {self.path}", "not_found")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    return self._error(400, "request body is not JSON", "invalid_request_error")
+                headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"}
+                if not self._authorised():
+                    server._record(RequestLog(time.time(), self.path, 401, None, body, headers))
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                fault = server._admit()
+                if server.config.latency_s:
+                    time.sleep(server.config.latency_s)
+                status = self._serve(body, fault)
+                server._record(RequestLog(time.time(), self.path, status, fault, body, headers))
+
+            def _serve(self, body: dict[str, Any], fault: str | None) -> int:
+                retry = {"Retry-After": f"{server.config.retry_after_s:g}"}
+                if fault == "rate-limit":
+                    self._error(429, "Rate limit reached for requests per minute.", "rate_limit_exceeded", retry)
+                    return 429
+                if fault == "429":
+                    self._error(429, "Rate limit reached.", "rate_limit_exceeded", retry)
+                    return 429
+                if fault in ("500", "503"):
+                    self._error(int(fault), "The server had an error.", "server_error")
+                    return int(fault)
+                if fault == "hang":
+                    time.sleep(server.config.hang_s)
+                    self._error(504, "upstream timed out", "server_error")
+                    return 504
+                if fault == "malformed":
+                    self._send(200, None, raw=b'{"id": "chatcmpl-broken", "choices": [')
+                    return 200
+                if self.path.endswith("/embeddings"):
+                    inputs = body.get("input")
+                    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                    data = [{"object": "embedding", "index": i, "embedding": embed(str(t))} for i, t in enumerate(texts)]
+                    self._send(200, {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                    return 200
+                if not self.path.endswith("/chat/completions"):
+                    self._error(404, f"no route {self.path}", "not_found")
+                    return 404
+                messages = body.get("messages") or []
+                user_text = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+                if isinstance(user_text, list):
+                    user_text = " ".join(part.get("text", "") for part in user_text if isinstance(part, dict))
+                schema_name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
+                if schema_name == "SynonymTable":
+                    content = synonym_answer(user_text)
+                elif schema_name == "EquivalenceVerdicts":
+                    content = verdict_answer(user_text, server.config.contradiction_markers)
+                else:
+                    content = paraphrase_answer(user_text)
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+                completion_tokens = len(content.split())
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(server.log)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "mock-model"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
+                    },
+                )
+                return 200
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated: " + ",".join(FAULT_KINDS))
+    parser.add_argument("--rpm", type=float, help="requests per minute before answering 429")
+    parser.add_argument("--api-key", help="require this bearer key")
+    args = parser.parse_args()
+    config = ServerConfig(
+        latency_s=args.latency,
+        fault_rate=args.fault_rate,
+        fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+        rpm=args.rpm,
+        api_key=args.api_key,
+    )
+    server = MockOpenAIServer(config, port=args.port)
+    print(f"mock OpenAI server on {server.base_url}", flush=True)
+    server.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The transport layer: which errors are retried, how long it waits, and how limits are enforced."""
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+from tenacity import RetryCallState
+
+from agents.resilience import (
+    CallLimits,
+    FatalModelError,
+    MalformedResponse,
+    ModelCallFailed,
+    RateGate,
+    RetryPolicy,
+    is_transient_error,
+    retry_after_seconds,
+)
+from tests.fakes import scripted_model
+
+REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+
+
+def api_error(cls, status, headers=None):
+    response = httpx.Response(status, headers=headers or {}, request=REQUEST)
+    return cls("boom", response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        api_error(openai.RateLimitError, 429),
+        api_error(openai.InternalServerError, 500),
+        api_error(openai.InternalServerError, 503),
+        openai.APITimeoutError(request=REQUEST),
+        openai.APIConnectionError(request=REQUEST),
+        MalformedResponse("empty"),
+        asyncio.TimeoutError(),
+        ConnectionRefusedError(),
+    ],
+)
+def test_transient_errors(exc):
+    assert is_transient_error(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        api_error(openai.AuthenticationError, 401),
+        api_error(openai.PermissionDeniedError, 403),
+        api_error(openai.BadRequestError, 400),
+        api_error(openai.NotFoundError, 404),
+        ValueError("a bug"),
+    ],
+)
+def test_fatal_errors(exc):
+    assert not is_transient_error(exc)
+
+
+def test_retry_after_in_seconds_and_milliseconds():
+    assert retry_after_seconds(api_error(openai.RateLimitError, 429, {"retry-after": "7"})) == 7.0
+    assert retry_after_seconds(api_error(openai.RateLimitError, 429, {"retry-after-ms": "250"})) == 0.25
+    assert retry_after_seconds(api_error(openai.RateLimitError, 429)) is None
+
+
+def test_the_wait_honours_retry_after_and_stays_bounded():
+    policy = RetryPolicy(CallLimits(backoff_initial_s=0.01, backoff_max_s=1.0))
+
+    class Outcome:
+        def __init__(self, exc):
+            self._exc = exc
+
+        def exception(self):
+            return self._exc
+
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = 1
+    state.outcome = Outcome(api_error(openai.RateLimitError, 429, {"retry-after": "3"}))
+    assert policy.wait_seconds(state) == 3.0
+    state.attempt_number = 30
+    state.outcome = Outcome(api_error(openai.InternalServerError, 500))
+    assert 0.0 <= policy.wait_seconds(state) <= 1.0
+
+
+async def test_a_bad_key_is_not_retried():
+    calls = []
+
+    def responder(messages, kwargs):
+        calls.append(1)
+        return api_error(openai.AuthenticationError, 401)
+
+    model = scripted_model(responder)
+    with pytest.raises(FatalModelError, match="HTTP 401"):
+        await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
+    assert len(calls) == 1
+
+
+async def test_garbage_is_asked_again_a_bounded_number_of_times():
+    model = scripted_model(lambda m, k: "", limits=CallLimits(max_attempts=6, max_malformed_attempts=2, backoff_initial_s=0))
+    with pytest.raises(ModelCallFailed, match="gave up after 2 attempts"):
+        await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
+    usage = model.meter.as_dict()["paraphrase"]
+    assert (usage["attempts"], usage["retries"], usage["failures"], usage["calls"]) == (2, 1, 1, 0)
+
+
+async def test_a_flaky_call_succeeds_and_counts_its_retries():
+    answers = iter([api_error(openai.InternalServerError, 503), api_error(openai.RateLimitError, 429), "fine"])
+    model = scripted_model(lambda m, k: next(answers))
+    completion = await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
+    assert completion.text == "fine" and completion.attempts == 3
+    assert model.meter.as_dict()["paraphrase"]["retries"] == 2
+
+
+async def test_the_gate_bounds_calls_in_flight():
+    gate = RateGate(CallLimits(concurrency=3))
+    in_flight = peak = 0
+
+    async def call():
+        nonlocal in_flight, peak
+        async with gate.slot(10):
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+
+    await asyncio.gather(*(call() for _ in range(12)))
+    assert peak == 3
+
+
+async def test_the_gate_meters_requests_per_minute():
+    gate = RateGate(CallLimits(concurrency=50, rpm=600))  # 10 a second, bursts up to the bucket
+    started = time.monotonic()
+
+    async def call():
+        async with gate.slot(1):
+            pass
+
+    await asyncio.gather(*(call() for _ in range(615)))
+    # 600 fit the bucket at once; the 15 beyond it wait for it to drain at 10 a second
+    assert time.monotonic() - started >= 1.0

@@ -1,0 +1,155 @@
+"""The `train` subcommand: flags generated from TrainConfig, then one of three paths.
+
+- --backend openai: upload, create or resume a job, follow it (trainers.openai_backend).
+- --launcher none: preflight, then train in this process (trainers.sft).
+- a launcher: preflight, write the run's configs, print the command, run it unless --dry-run.
+
+Flags given on the command line win over the same keys in --config; unset flags keep the file's value
+or the field default. Every user mistake ends as one `error: ...` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from trainers.config import TrainConfig, UserError, build_config, load_config_file, save_config
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return annotation
+
+
+def _comma_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _help(name: str, field) -> str:
+    text = (field.description or "").replace("%", "%%")
+    default = field.get_default(call_default_factory=True)
+    if default is not None and default != [] and not isinstance(default, bool):
+        shown = ",".join(default) if isinstance(default, list) else default
+        text += f" (default: {shown})"
+    return text
+
+
+def add_train_parser(subparsers) -> None:
+    """Register `train` with one flag per TrainConfig field, plus --config."""
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune a model on chat data (LoRA/QLoRA/full, DeepSpeed launches, OpenAI jobs)",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        type=Path,
+        default=None,
+        help="YAML or JSON file with any of the fields below (flags given here win)",
+    )
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        annotation = _unwrap_optional(field.annotation)
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(name, field)}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(annotation) is Literal:
+            choices = get_args(annotation)
+            kwargs["type"] = type(choices[0])
+            kwargs["choices"] = choices
+        elif get_origin(annotation) is list:
+            kwargs["type"] = _comma_list
+            kwargs["metavar"] = "A,B"
+        elif annotation in (int, float, Path, str):
+            kwargs["type"] = annotation
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    cli = {name: getattr(args, name) for name in TrainConfig.model_fields if hasattr(args, name)}
+    config_file = getattr(args, "config_file", None)
+    file_values = load_config_file(config_file) if config_file else {}
+    return build_config(file_values, cli)
+
+
+def _run_hf(config: TrainConfig) -> int:
+    from trainers import launcher, preflight
+
+    if config.launcher == "none" and not config.dry_run:
+        from trainers.sft import train
+
+        train(config)
+        return 0
+
+    config = launcher.resolve_nodes(config)
+    # Refuse before any GPU time is spent (the ranks check again once the tokenizer is loaded).
+    report = preflight.run_preflight(config)
+    print(report.render(), file=sys.stderr)
+    if report.refusals and not config.skip_preflight:
+        raise preflight.PreflightError("preflight refused: " + " | ".join(report.refusals))
+    plan = launcher.prepare(config)
+    print(f"training config: {plan.config_path}", file=sys.stderr)
+    if plan.ds_config_path:
+        print(f"deepspeed config: {plan.ds_config_path}", file=sys.stderr)
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(plan.shell(), flush=True)
+    (config.output_dir / "launch_command.sh").write_text(plan.shell() + "\n", encoding="utf-8")
+    if config.dry_run:
+        return 0
+    code = launcher.run(plan)
+    if code != 0:
+        print(f"error: the launched training exited with status {code}", file=sys.stderr)
+        return code
+    if config.merge and config.method != "full":
+        from trainers.sft import merge_run
+
+        print(f"merged model: {merge_run(config)}", file=sys.stderr)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run the `train` subcommand; returns the process exit status."""
+    try:
+        config = config_from_args(args)
+        if config.backend == "openai":
+            from trainers.openai_backend import run_openai
+
+            if config.dry_run:
+                save_config(config, config.output_dir / "train_config.yaml")
+                print(
+                    f"dry run: would upload {config.data} and fine-tune {config.base_model} on OpenAI",
+                    file=sys.stderr,
+                )
+                return 0
+            return run_openai(config)
+        return _run_hf(config)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m trainers.command ...`) until the project CLI wires `train` in."""
+    parser = argparse.ArgumentParser(prog="python -m trainers.command")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    return run_train(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
