@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -36,7 +35,11 @@ def _help(field: str) -> str:
 
     info = AugmentSettings.model_fields[field]
     default = info.get_default(call_default_factory=True)
-    suffix = "" if default in (None, []) else f" (default: {default if not isinstance(default, list) else ' '.join(default)})"
+    suffix = (
+        ""
+        if default in (None, [])
+        else f" (default: {default if not isinstance(default, list) else ' '.join(default)})"
+    )
     return (info.description or "") + suffix
 
 
@@ -64,8 +67,17 @@ def add_augment_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-attempts", dest="max_attempts", type=int, help=_help("max_attempts"))
     p.add_argument("--timeout", type=float, help=_help("timeout"))
     p.add_argument("--temperature", type=float, help=_help("temperature"))
+    p.add_argument(
+        "--no-inversion-guard",
+        dest="inversion_guard",
+        action="store_false",
+        default=None,
+        help="Keep candidates that swap opposed words or flip the negation (the judge alone decides).",
+    )
     p.add_argument("--sample-seed", dest="sample_seed", type=int, help=_help("sample_seed"))
-    p.add_argument("--quiet", action="store_true", help="No progress bar or summary (errors are still printed).")
+    p.add_argument(
+        "--quiet", action="store_true", help="No progress bar or summary (errors are still printed)."
+    )
     p.set_defaults(handler=run_augment)
 
 
@@ -146,6 +158,7 @@ def run_augment(args: argparse.Namespace) -> int:
             max_substitutions=settings.max_substitutions,
             temperature=settings.temperature,
             sample_seed=settings.sample_seed,
+            inversion_guard=settings.inversion_guard,
         ),
     )
     progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)
@@ -153,8 +166,12 @@ def run_augment(args: argparse.Namespace) -> int:
         with progress:
             report = asyncio.run(
                 run_augmentation(
-                    seeds, settings=settings, services=services, context=context,
-                    store=RunStore(out), observer=progress.seed_done,
+                    seeds,
+                    settings=settings,
+                    services=services,
+                    context=context,
+                    store=RunStore(out),
+                    observer=progress.seed_done,
                 )
             )
     except FatalModelError as exc:

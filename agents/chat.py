@@ -24,8 +24,9 @@ from agents.resilience import (
 )
 
 Message = dict[str, str]
-# Provider-specific request arguments that make the model answer JSON of a given schema.
-StructuredArgs = Callable[[type[BaseModel]], dict[str, Any]]
+# Provider-specific request arguments that make the model answer JSON of a given schema; the attempt
+# index lets a provider escalate (the local model answers free-form first, under a grammar on retries).
+StructuredArgs = Callable[[type[BaseModel], int], dict[str, Any]]
 Parser = Callable[[str], BaseModel]
 
 
@@ -88,8 +89,6 @@ class ResilientChatModel:
         request: dict[str, Any] = {"max_tokens": limit}
         if temperature is not None:
             request["temperature"] = temperature
-        if schema is not None:
-            request.update(self._structured_args(schema))
         lc_messages = convert_to_messages(messages)
         attempts = 0
 
@@ -98,6 +97,8 @@ class ResilientChatModel:
             attempts = index + 1
             usage.attempts += 1
             args = dict(request)
+            if schema is not None:
+                args.update(self._structured_args(schema, index))
             if self._seeded:
                 # Local sampling is deterministic per seed: vary it so a retry is a new draw.
                 args["seed"] = sample_seed * 1000 + index
@@ -118,7 +119,9 @@ class ResilientChatModel:
                 try:
                     parsed = (parse or schema.model_validate_json)(text)
                 except (ValueError, ValidationError) as exc:
-                    raise MalformedResponse(f"{self.spec} answer does not fit {schema.__name__}: {exc}") from exc
+                    raise MalformedResponse(
+                        f"{self.spec} answer does not fit {schema.__name__}: {exc}"
+                    ) from exc
             return Completion(
                 text=text,
                 parsed=parsed,

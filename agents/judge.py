@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -71,9 +72,20 @@ def parse_equivalence_verdicts(raw: str, count: int) -> dict[int, str]:
         if not isinstance(entry, dict):
             continue
         index, verdict = entry.get("index"), str(entry.get("verdict", "")).strip().lower()
-        if isinstance(index, int) and 1 <= index <= count and verdict in ("entail", "contradict", "unrelated"):
+        if (
+            isinstance(index, int)
+            and 1 <= index <= count
+            and verdict in ("entail", "contradict", "unrelated")
+        ):
             found.setdefault(index, verdict)
     return found
+
+
+def _verdicts_of(raw: str, count: int) -> prompts.EquivalenceVerdicts:
+    found = parse_equivalence_verdicts(raw, count)
+    return prompts.EquivalenceVerdicts(
+        verdicts=[prompts.EquivalenceVerdict(index=i, verdict=v) for i, v in found.items()]  # type: ignore[arg-type]
+    )
 
 
 class LLMEquivalenceJudge:
@@ -93,12 +105,7 @@ class LLMEquivalenceJudge:
                 messages,
                 step="judge",
                 schema=prompts.EquivalenceVerdicts,
-                parse=lambda raw, n=len(batch): prompts.EquivalenceVerdicts(
-                    verdicts=[
-                        prompts.EquivalenceVerdict(index=i, verdict=v)
-                        for i, v in parse_equivalence_verdicts(raw, n).items()
-                    ]
-                ),
+                parse=partial(_verdicts_of, count=len(batch)),
                 temperature=0.0,
                 max_tokens=24 * len(batch) + 32,
             )
@@ -106,7 +113,9 @@ class LLMEquivalenceJudge:
             relation = {v.index: v.verdict for v in completion.parsed.verdicts}
             for index in range(1, len(batch) + 1):
                 label = relation.get(index, "unrelated")
-                verdicts.append(Verdict(score=1.0 if label == "entail" else 0.0, accepted=label == "entail", label=label))
+                verdicts.append(
+                    Verdict(score=1.0 if label == "entail" else 0.0, accepted=label == "entail", label=label)
+                )
         return verdicts
 
 
@@ -125,7 +134,7 @@ class JudgePanel:
         for judge in rest:
             open_ = [i for i, v in enumerate(verdicts) if v.accepted]
             later = await judge.judge(seed, [candidates[i] for i in open_])
-            for i, verdict in zip(open_, later):
+            for i, verdict in zip(open_, later, strict=True):
                 if not verdict.accepted:
                     # Keep the first judge's score (the reported similarity), record the veto.
                     verdicts[i] = Verdict(score=verdicts[i].score, accepted=False, label=verdict.label)

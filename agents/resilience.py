@@ -188,7 +188,9 @@ class RetryPolicy:
         self._sleep = sleep
 
     def wait_seconds(self, state: RetryCallState) -> float:
-        ceiling = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (state.attempt_number - 1))
+        ceiling = min(
+            self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (state.attempt_number - 1)
+        )
         wait = random.uniform(0, ceiling)
         exc = state.outcome.exception() if state.outcome else None
         hinted = retry_after_seconds(exc) if exc else None
@@ -210,7 +212,10 @@ class RetryPolicy:
 
         def malformed_too_often(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
-            return isinstance(exc, MalformedResponse) and state.attempt_number >= self.limits.max_malformed_attempts
+            return (
+                isinstance(exc, MalformedResponse)
+                and state.attempt_number >= self.limits.max_malformed_attempts
+            )
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.limits.max_attempts) | malformed_too_often,

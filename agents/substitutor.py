@@ -62,7 +62,10 @@ def synonym_schema(sentence: str, max_synonyms: int) -> type[BaseModel]:
     entry = create_model(
         "WordSynonyms",
         word=(Literal[tuple(words)], Field(description="A content word of the sentence.")),
-        synonyms=(list[synonym], Field(max_length=max_synonyms, description="Replacements with the same meaning.")),
+        synonyms=(
+            list[synonym],
+            Field(max_length=max_synonyms, description="Replacements with the same meaning."),
+        ),
     )
     return create_model("SynonymTable", words=(list[entry], Field(max_length=len(words))))
 
@@ -116,6 +119,15 @@ def parse_synonym_table(raw: str, *, max_synonyms: int = 5) -> prompts.SynonymTa
     return prompts.SynonymTable(words=words[:16])
 
 
+def parse_usable_synonym_table(raw: str, sentence: str, *, max_synonyms: int, max_candidates: int):
+    """Like `parse_synonym_table`, but an answer that yields no substitution at all is malformed,
+    so the resilience layer asks again (for the local model, under a grammar)."""
+    table = parse_synonym_table(raw, max_synonyms=max_synonyms)
+    if not substitute(sentence, table, max_candidates=max_candidates):
+        raise MalformedOutput("no listed word of the sentence has a usable synonym")
+    return table
+
+
 @dataclass(frozen=True)
 class Substitution:
     text: str
@@ -138,12 +150,32 @@ def _word_pattern(word: str) -> re.Pattern[str]:
 # Pairs a thesaurus must never offer for each other in survey items: swapping them turns a statement
 # into its opposite while embeddings still score the two sentences as near-identical.
 _OPPOSITES = [
-    ("man", "woman"), ("men", "women"), ("male", "female"), ("males", "females"), ("boy", "girl"),
-    ("boys", "girls"), ("husband", "wife"), ("father", "mother"), ("son", "daughter"),
-    ("better", "worse"), ("best", "worst"), ("good", "bad"), ("more", "less"), ("most", "least"),
-    ("agree", "disagree"), ("always", "never"), ("rich", "poor"), ("important", "unimportant"),
-    ("justifiable", "unjustifiable"), ("right", "wrong"), ("high", "low"), ("increase", "decrease"),
-    ("trust", "distrust"), ("like", "dislike"), ("accept", "reject"), ("strong", "weak"),
+    ("man", "woman"),
+    ("men", "women"),
+    ("male", "female"),
+    ("males", "females"),
+    ("boy", "girl"),
+    ("boys", "girls"),
+    ("husband", "wife"),
+    ("father", "mother"),
+    ("son", "daughter"),
+    ("better", "worse"),
+    ("best", "worst"),
+    ("good", "bad"),
+    ("more", "less"),
+    ("most", "least"),
+    ("agree", "disagree"),
+    ("always", "never"),
+    ("rich", "poor"),
+    ("important", "unimportant"),
+    ("justifiable", "unjustifiable"),
+    ("right", "wrong"),
+    ("high", "low"),
+    ("increase", "decrease"),
+    ("trust", "distrust"),
+    ("like", "dislike"),
+    ("accept", "reject"),
+    ("strong", "weak"),
 ]
 OPPOSITE = {a: b for a, b in _OPPOSITES} | {b: a for a, b in _OPPOSITES}
 

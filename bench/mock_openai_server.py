@@ -85,7 +85,10 @@ def _field(text: str, name: str) -> str:
 def paraphrase_answer(user_text: str) -> str:
     sentence = _field(user_text, "Sentence")
     count = int(m.group(1)) if (m := re.search(r"in (\d+) different ways", user_text)) else 5
-    lines = [f"{i}. {frame.format(s=_lower_first(sentence))}" for i, frame in enumerate(_PARAPHRASE_FRAMES[:count], 1)]
+    lines = [
+        f"{i}. {frame.format(s=_lower_first(sentence))}"
+        for i, frame in enumerate(_PARAPHRASE_FRAMES[:count], 1)
+    ]
     return "Here are the rewrites:\n" + "\n".join(lines)
 
 
@@ -101,7 +104,10 @@ def synonym_answer(user_text: str) -> str:
 def verdict_answer(user_text: str, contradiction_markers: tuple[str, ...]) -> str:
     candidates = re.findall(r"^(\d+)\. (.+)$", user_text, re.MULTILINE)
     verdicts = [
-        {"index": int(i), "verdict": "contradict" if any(m in text.lower() for m in contradiction_markers) else "entail"}
+        {
+            "index": int(i),
+            "verdict": "contradict" if any(m in text.lower() for m in contradiction_markers) else "entail",
+        }
         for i, text in candidates
     ]
     return json.dumps({"verdicts": verdicts})
@@ -176,7 +182,9 @@ class MockOpenAIServer:
 
     def requests(self, path_suffix: str = "/chat/completions", status: int | None = 200) -> list[RequestLog]:
         with self._lock:
-            return [r for r in self.log if r.path.endswith(path_suffix) and (status is None or r.status == status)]
+            return [
+                r for r in self.log if r.path.endswith(path_suffix) and (status is None or r.status == status)
+            ]
 
     # -- decisions made under the lock so concurrent requests see a consistent state --
     def _admit(self) -> str | None:
@@ -206,7 +214,13 @@ class MockOpenAIServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 return
 
-            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                payload: Any,
+                headers: dict[str, str] | None = None,
+                raw: bytes | None = None,
+            ) -> None:
                 body = raw if raw is not None else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -216,7 +230,9 @@ class MockOpenAIServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+            def _error(
+                self, status: int, message: str, kind: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self._send(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
 
             def _authorised(self) -> bool:
@@ -229,7 +245,9 @@ class MockOpenAIServer:
                     return self._error(401, "Incorrect API key provided.", "invalid_request_error")
                 if self.path.rstrip("/").endswith("/models"):
                     server._record(RequestLog(time.time(), self.path, 200, None, None))
-                    return self._send(200, {"object": "list", "data": [{"id": "mock-model", "object": "model"}]})
+                    return self._send(
+                        200, {"object": "list", "data": [{"id": "mock-model", "object": "model"}]}
+                    )
                 self._error(404, f"no route {self.path}", "not_found")
 
             def do_POST(self) -> None:
@@ -251,7 +269,9 @@ class MockOpenAIServer:
             def _serve(self, body: dict[str, Any], fault: str | None) -> int:
                 retry = {"Retry-After": f"{server.config.retry_after_s:g}"}
                 if fault == "rate-limit":
-                    self._error(429, "Rate limit reached for requests per minute.", "rate_limit_exceeded", retry)
+                    self._error(
+                        429, "Rate limit reached for requests per minute.", "rate_limit_exceeded", retry
+                    )
                     return 429
                 if fault == "429":
                     self._error(429, "Rate limit reached.", "rate_limit_exceeded", retry)
@@ -269,14 +289,27 @@ class MockOpenAIServer:
                 if self.path.endswith("/embeddings"):
                     inputs = body.get("input")
                     texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-                    data = [{"object": "embedding", "index": i, "embedding": embed(str(t))} for i, t in enumerate(texts)]
-                    self._send(200, {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": embed(str(t))}
+                        for i, t in enumerate(texts)
+                    ]
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": data,
+                            "model": body.get("model"),
+                            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                        },
+                    )
                     return 200
                 if not self.path.endswith("/chat/completions"):
                     self._error(404, f"no route {self.path}", "not_found")
                     return 404
                 messages = body.get("messages") or []
-                user_text = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+                user_text = next(
+                    (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
+                )
                 if isinstance(user_text, list):
                     user_text = " ".join(part.get("text", "") for part in user_text if isinstance(part, dict))
                 schema_name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
@@ -295,7 +328,13 @@ class MockOpenAIServer:
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body.get("model", "mock-model"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
                         "usage": {
                             "prompt_tokens": prompt_tokens,
                             "completion_tokens": completion_tokens,
@@ -313,7 +352,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
-    parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated: " + ",".join(FAULT_KINDS))
+    parser.add_argument(
+        "--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated: " + ",".join(FAULT_KINDS)
+    )
     parser.add_argument("--rpm", type=float, help="requests per minute before answering 429")
     parser.add_argument("--api-key", help="require this bearer key")
     args = parser.parse_args()

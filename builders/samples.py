@@ -7,11 +7,12 @@ in the CultureLLM authors' layout (`q_id`, `q_content`, as in data/reference/) a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from storage.jsonl import read_jsonl_records
 
 
 class SamplesFileError(ValueError):
@@ -44,29 +45,10 @@ class AugmentedSample(BaseModel):
 
 def load_samples(path: Path, seed_ids: Collection[str], seeds_path: Path) -> list[AugmentedSample]:
     """Read a samples file, refusing samples of seeds that the seed set does not hold."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise SamplesFileError(f"samples file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SamplesFileError(f"samples file {path} cannot be read: {exc}") from None
     samples: list[AugmentedSample] = []
     unknown: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SamplesFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise SamplesFileError(f"{path}:{number}: expected a JSON object, got {type(data).__name__}")
-        try:
-            sample = AugmentedSample.model_validate(data)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(part) for part in problem["loc"]) or "line"
-            raise SamplesFileError(f"{path}:{number}: field '{field}': {problem['msg'].lower()}") from None
+    records = read_jsonl_records(path, AugmentedSample, kind="samples file", error=SamplesFileError)
+    for number, sample in records:
         if sample.seed_id not in seed_ids:
             unknown.setdefault(sample.seed_id, number)
         samples.append(sample)

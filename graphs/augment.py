@@ -4,7 +4,8 @@
                                               -(otherwise)-> propose_synonyms -> judge_substitutions
                                               -> select_samples -> END
 
-Nodes are small async functions: typed state in, the fields they change out. The models and
+Candidates that mirror or negate the seed are dropped by a lexical guard (agents/guards.py) before
+the judge sees them. Nodes are small async functions: typed state in, the fields they change out. The models and
 settings arrive through the runtime context; limits and retries live in the models themselves.
 """
 
@@ -18,13 +19,18 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-import prompts
 from agents.chat import ResilientChatModel
+from agents.guards import inversion_reason
 from agents.judge import Judge
 from agents.paraphraser import parse_paraphrases, render_paraphrase_request
 from agents.resilience import MalformedResponse, ModelCallFailed
 from agents.selector import ScoredCandidate, select_samples
-from agents.substitutor import parse_synonym_table, render_synonym_request, substitute, synonym_schema
+from agents.substitutor import (
+    parse_usable_synonym_table,
+    render_synonym_request,
+    substitute,
+    synonym_schema,
+)
 from agents.text import normalize
 from graphs.state import AugmentInput, AugmentOutput, AugmentState
 
@@ -38,6 +44,15 @@ class AugmentParams:
     max_substitutions: int = 24
     temperature: float = 0.7
     sample_seed: int = 0
+    inversion_guard: bool = True
+
+
+def _guarded(texts: list[str], seed: str, params: AugmentParams) -> tuple[list[str], int]:
+    """Texts that pass the inversion guard, and how many it dropped."""
+    if not params.inversion_guard:
+        return texts, 0
+    kept = [t for t in texts if inversion_reason(t, seed) is None]
+    return kept, len(texts) - len(kept)
 
 
 @dataclass(frozen=True)
@@ -67,12 +82,14 @@ async def generate_paraphrases(state: AugmentState, runtime: Runtime[AugmentCont
     )
     known = {normalize(t) for t in state.seen}
     fresh = [t for t in parse_paraphrases(completion.text, seed) if normalize(t) not in known]
+    pending, guarded = _guarded(fresh, seed, ctx.params)
     stats = replace(
         state.stats,
         paraphrase_rounds=round_,
         paraphrases_generated=state.stats.paraphrases_generated + len(fresh),
+        paraphrases_guarded=state.stats.paraphrases_guarded + guarded,
     )
-    return {"pending": fresh, "seen": [*state.seen, *fresh], "stats": stats}
+    return {"pending": pending, "seen": [*state.seen, *fresh], "stats": stats}
 
 
 async def judge_paraphrases(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
@@ -82,7 +99,7 @@ async def judge_paraphrases(state: AugmentState, runtime: Runtime[AugmentContext
     accepted = sorted(
         (
             ScoredCandidate(text=text, stage="paraphrase", base=text, similarity=v.score)
-            for text, v in zip(state.pending, verdicts)
+            for text, v in zip(state.pending, verdicts, strict=True)
             if v.accepted
         ),
         key=lambda c: (-c.similarity, c.text),
@@ -126,7 +143,12 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
                 render_synonym_request(base, ctx.params.max_synonyms),
                 step="synonyms",
                 schema=synonym_schema(base, ctx.params.max_synonyms),
-                parse=lambda raw: parse_synonym_table(raw, max_synonyms=ctx.params.max_synonyms),
+                parse=lambda raw: parse_usable_synonym_table(
+                    raw,
+                    base,
+                    max_synonyms=ctx.params.max_synonyms,
+                    max_candidates=ctx.params.max_substitutions,
+                ),
                 temperature=min(ctx.params.temperature, 0.3),
                 max_tokens=320,
                 sample_seed=_draw(state.seed.q_id, 100 + index, ctx.params.sample_seed),
@@ -139,22 +161,30 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
 
     tables = await asyncio.gather(*(synonyms_for(i, b) for i, b in enumerate(bases)))
     candidates: list[ScoredCandidate] = []
+    generated = guarded = 0
     for base, table in tables:
         if table is None:
             continue
-        for s in substitute(base, table, max_candidates=ctx.params.max_substitutions):
-            candidates.append(ScoredCandidate(text=s.text, stage="synonym", base=base, similarity=0.0))
+        texts = [s.text for s in substitute(base, table, max_candidates=ctx.params.max_substitutions)]
+        kept, dropped = _guarded(texts, state.seed.q_content, ctx.params)
+        generated, guarded = generated + len(texts), guarded + dropped
+        candidates.extend(ScoredCandidate(text=t, stage="synonym", base=base, similarity=0.0) for t in kept)
     stats = replace(
         state.stats,
         synonym_calls_failed=state.stats.synonym_calls_failed + sum(t is None for _, t in tables),
-        substitutions_generated=state.stats.substitutions_generated + len(candidates),
+        substitutions_generated=state.stats.substitutions_generated + generated,
+        substitutions_guarded=state.stats.substitutions_guarded + guarded,
     )
     return {"substitutions": candidates, "stats": stats}
 
 
 async def judge_substitutions(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     verdicts = await runtime.context.judge.judge(state.seed.q_content, [c.text for c in state.substitutions])
-    accepted = [replace(c, similarity=v.score) for c, v in zip(state.substitutions, verdicts) if v.accepted]
+    accepted = [
+        replace(c, similarity=v.score)
+        for c, v in zip(state.substitutions, verdicts, strict=True)
+        if v.accepted
+    ]
     stats = replace(
         state.stats,
         substitutions_accepted=state.stats.substitutions_accepted + len(accepted),

@@ -52,7 +52,9 @@ def print_summary(report: RunReport, meter: UsageMeter, out: Path) -> None:
     table.add_row("seeds with samples", str(sum(1 for y in yields if y)))
     table.add_row("samples kept", str(report.samples))
     if yields:
-        table.add_row("per seed (min / median / max)", f"{min(yields)} / {statistics.median(yields):g} / {max(yields)}")
+        table.add_row(
+            "per seed (min / median / max)", f"{min(yields)} / {statistics.median(yields):g} / {max(yields)}"
+        )
     for step, usage in sorted(meter.steps.items()):
         table.add_row(
             f"{step} calls",

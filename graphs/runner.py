@@ -125,7 +125,9 @@ class ManifestBuilder:
         self.started_at = now_iso()
         self._clock = time.perf_counter()
 
-    def build(self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None) -> dict[str, Any]:
+    def build(
+        self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None
+    ) -> dict[str, Any]:
         config = self.settings.model_dump(mode="json")
         config["base_url"] = redact_url(config.get("base_url"))
         stats = [o.stats for o in outcomes]
@@ -164,11 +166,13 @@ class ManifestBuilder:
                         "generated": total("paraphrases_generated"),
                         "accepted": total("paraphrases_accepted"),
                         "rejected_by_judge": total("paraphrases_rejected"),
+                        "rejected_by_guard": total("paraphrases_guarded"),
                     },
                     "synonym": {
                         "generated": total("substitutions_generated"),
                         "accepted": total("substitutions_accepted"),
                         "rejected_by_judge": total("substitutions_rejected"),
+                        "rejected_by_guard": total("substitutions_guarded"),
                         "synonym_calls_unusable": total("synonym_calls_failed"),
                     },
                 },
@@ -176,7 +180,8 @@ class ManifestBuilder:
             },
             "usage_by_step": usage,
             "seeds": {
-                o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure} for o in outcomes
+                o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure}
+                for o in outcomes
             },
         }
         if error:

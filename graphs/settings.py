@@ -12,28 +12,67 @@ from storage.seeds import DEFAULT_SEEDS
 class AugmentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    seeds: Path = Field(default=DEFAULT_SEEDS, description="Seed file: JSONL with q_id, q_content, optional topic and option.")
-    out: Path | None = Field(default=None, description="Run directory to create (default runs/<UTC timestamp>).")
+    seeds: Path = Field(
+        default=DEFAULT_SEEDS, description="Seed file: JSONL with q_id, q_content, optional topic and option."
+    )
+    out: Path | None = Field(
+        default=None, description="Run directory to create (default runs/<UTC timestamp>)."
+    )
     limit: int | None = Field(default=None, gt=0, description="Process only the first K seeds.")
-    generator: str = Field(default="local", description="Generator model spec: local, local:PATH.gguf, openai:MODEL or google:MODEL.")
+    generator: str = Field(
+        default="local",
+        description="Generator model spec: local, local:PATH.gguf, openai:MODEL or google:MODEL.",
+    )
     judge: list[str] = Field(
         default_factory=lambda: ["embed:local"],
         description="Judge spec(s): embed:local, embed:openai:MODEL, embed:google:MODEL, llm:MODEL-SPEC. Repeat to chain judges; a candidate must pass all.",
     )
-    base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server (overrides OPENAI_BASE_URL).")
+    base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible server (overrides OPENAI_BASE_URL)."
+    )
     n: int = Field(default=5, gt=0, le=20, description="Paraphrases to keep per seed (stage 1).")
     m: int = Field(default=10, gt=0, description="Samples to keep per seed in the end.")
-    threshold: float = Field(default=0.8, ge=0.0, le=1.0, description="Minimum cosine similarity to the seed for the embedding judge.")
-    max_rounds: int = Field(default=2, gt=0, le=10, description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept.")
+    threshold: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="Minimum cosine similarity to the seed for the embedding judge.",
+    )
+    max_rounds: int = Field(
+        default=2,
+        gt=0,
+        le=10,
+        description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept.",
+    )
     max_synonyms: int = Field(default=5, gt=0, le=5, description="Synonyms asked for per content word.")
-    max_substitutions: int = Field(default=24, gt=0, description="Substituted sentences judged per kept paraphrase.")
+    max_substitutions: int = Field(
+        default=24, gt=0, description="Substituted sentences judged per kept paraphrase."
+    )
     concurrency: int = Field(default=8, gt=0, description="LLM calls in flight across the whole run.")
     rpm: float | None = Field(default=None, gt=0, description="Request rate limit per minute across the run.")
-    tpm: float | None = Field(default=None, gt=0, description="Token rate limit per minute across the run (estimated before each call).")
-    max_attempts: int = Field(default=6, gt=0, description="Attempts per LLM call on transient failures (429, 5xx, timeouts, malformed answers).")
-    timeout: float = Field(default=120.0, gt=0, description="Seconds before one LLM call attempt is abandoned.")
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="Sampling temperature of the generator.")
-    sample_seed: int = Field(default=0, description="Random seed of local sampling, for repeatable local runs.")
+    tpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="Token rate limit per minute across the run (estimated before each call).",
+    )
+    max_attempts: int = Field(
+        default=6,
+        gt=0,
+        description="Attempts per LLM call on transient failures (429, 5xx, timeouts, malformed answers).",
+    )
+    timeout: float = Field(
+        default=120.0, gt=0, description="Seconds before one LLM call attempt is abandoned."
+    )
+    temperature: float = Field(
+        default=0.7, ge=0.0, le=2.0, description="Sampling temperature of the generator."
+    )
+    inversion_guard: bool = Field(
+        default=True,
+        description="Drop candidates that swap the seed's opposed words (boy/girl, men/women) or flip its negation, before judging.",
+    )
+    sample_seed: int = Field(
+        default=0, description="Random seed of local sampling, for repeatable local runs."
+    )
 
     @field_validator("judge")
     @classmethod

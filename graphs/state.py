@@ -14,10 +14,12 @@ class SeedStats:
     paraphrases_generated: int = 0
     paraphrases_accepted: int = 0
     paraphrases_rejected: int = 0
+    paraphrases_guarded: int = 0  # dropped by the inversion guard before judging
     synonym_calls_failed: int = 0
     substitutions_generated: int = 0
     substitutions_accepted: int = 0
     substitutions_rejected: int = 0
+    substitutions_guarded: int = 0
 
 
 @dataclass

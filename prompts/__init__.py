@@ -63,7 +63,7 @@ def split_chat(text: str, *, source: str) -> list[Message]:
     if len(parts) < 3:
         raise PromptError(f"prompt {source} has no '### system' / '### user' sections")
     messages: list[Message] = []
-    for role, body in zip(parts[1::2], parts[2::2]):
+    for role, body in zip(parts[1::2], parts[2::2], strict=True):
         messages.append({"role": role, "content": body.strip()})
     if messages[-1]["role"] != "user":
         raise PromptError(f"prompt {source} must end with a user message")

@@ -37,12 +37,18 @@ class ScriptedChat(BaseChatModel):
         answer = self.responder(messages, kwargs)
         if isinstance(answer, BaseException):
             raise answer
-        message = AIMessage(content=answer, usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+        message = AIMessage(
+            content=answer, usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def scripted_model(responder: Responder, *, limits: CallLimits | None = None, spec: str = "scripted:test") -> ResilientChatModel:
-    services = ModelServices(limits=limits or CallLimits(max_attempts=3, backoff_initial_s=0.0, backoff_max_s=0.0))
+def scripted_model(
+    responder: Responder, *, limits: CallLimits | None = None, spec: str = "scripted:test"
+) -> ResilientChatModel:
+    services = ModelServices(
+        limits=limits or CallLimits(max_attempts=3, backoff_initial_s=0.0, backoff_max_s=0.0)
+    )
     return ResilientChatModel(
         spec,
         ScriptedChat(responder=responder),

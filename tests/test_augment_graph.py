@@ -10,9 +10,21 @@ from graphs.state import AugmentInput
 from storage.records import Seed
 from tests.fakes import RuleJudge, last_user_text, scripted_model
 
-SEED = Seed(q_id="29", topic="SOCIAL VALUES", q_content="Men make better political leaders than women do", option="1. Agree 2. Disagree")
+SEED = Seed(
+    q_id="29",
+    topic="SOCIAL VALUES",
+    q_content="Men make better political leaders than women do",
+    option="1. Agree 2. Disagree",
+)
 
-SYNONYMS = json.dumps({"words": [{"word": "leaders", "synonyms": ["heads", "chiefs"]}, {"word": "better", "synonyms": ["superior"]}]})
+SYNONYMS = json.dumps(
+    {
+        "words": [
+            {"word": "leaders", "synonyms": ["heads", "chiefs"]},
+            {"word": "better", "synonyms": ["superior"]},
+        ]
+    }
+)
 
 
 def is_synonym_request(kwargs) -> bool:
@@ -20,14 +32,18 @@ def is_synonym_request(kwargs) -> bool:
 
 
 async def run(model, judge, **params):
-    return await augment_graph.ainvoke(AugmentInput(seed=SEED), context=AugmentContext(model, judge, AugmentParams(**params)))
+    return await augment_graph.ainvoke(
+        AugmentInput(seed=SEED), context=AugmentContext(model, judge, AugmentParams(**params))
+    )
 
 
 async def test_full_flow_makes_one_paraphrase_call_and_one_synonym_call_per_kept_paraphrase():
     def responder(messages, kwargs):
         if is_synonym_request(kwargs):
             return SYNONYMS
-        return "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        return (
+            "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        )
 
     model = scripted_model(responder)
     result = await run(model, RuleJudge(), n=2, m=10)
@@ -44,7 +60,7 @@ async def test_rejected_paraphrases_trigger_bounded_re_asks():
     def responder(messages, kwargs):
         if is_synonym_request(kwargs):
             return '{"words": []}'
-        return "1. Women make worse political leaders than men do."
+        return "1. Men make worse political leaders than women do."
 
     model = scripted_model(responder)
     judge = RuleJudge(banned=["worse"])
@@ -52,7 +68,7 @@ async def test_rejected_paraphrases_trigger_bounded_re_asks():
     assert result["stats"].paraphrase_rounds == 3
     assert model.meter.as_dict()["paraphrase"]["calls"] == 3
     # the same rejected text is judged once, not once per round
-    assert judge.seen.count("Women make worse political leaders than men do.") == 1
+    assert judge.seen.count("Men make worse political leaders than women do.") == 1
     assert result["samples"] == []
 
 
@@ -74,7 +90,9 @@ async def test_m_caps_the_samples_and_judge_rejections_are_counted():
     def responder(messages, kwargs):
         if is_synonym_request(kwargs):
             return SYNONYMS
-        return "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        return (
+            "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        )
 
     model = scripted_model(responder)
     result = await run(model, RuleJudge(banned=["chiefs"]), n=2, m=3)
@@ -87,7 +105,9 @@ async def test_an_unusable_synonym_answer_skips_that_sentence_only():
     def responder(messages, kwargs):
         if is_synonym_request(kwargs):
             return "I cannot do JSON" if "Men are better" in last_user_text(messages) else SYNONYMS
-        return "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        return (
+            "1. Men are better political leaders than women.\n2. Men lead better in politics than women do."
+        )
 
     model = scripted_model(responder)
     result = await run(model, RuleJudge(), n=2)
@@ -103,3 +123,16 @@ async def test_a_transport_failure_that_outlasts_retries_fails_the_seed():
     with pytest.raises(ModelCallFailed, match="gave up after 3 attempts"):
         await run(model, RuleJudge())
     assert model.meter.as_dict()["paraphrase"]["attempts"] == 3
+
+
+async def test_mirror_images_of_the_seed_never_reach_the_judge():
+    def responder(messages, kwargs):
+        if is_synonym_request(kwargs):
+            return '{"words": []}'
+        return "1. Women make better political leaders than men do.\n2. Men make better political leaders than women."
+
+    judge = RuleJudge()
+    result = await run(scripted_model(responder), judge, n=2, max_rounds=1)
+    assert result["stats"].paraphrases_guarded == 1
+    assert "Women make better political leaders than men do." not in judge.seen
+    assert [s.text for s in result["samples"]] == ["Men make better political leaders than women."]

@@ -29,7 +29,9 @@ def run_cli(capsys, *argv):
         (["--generator", "local:/no/such/model.gguf"], "/no/such/model.gguf does not exist"),
     ],
 )
-def test_bad_settings_are_refused_before_anything_is_written(tmp_path, capsys, no_provider_env, flags, needle):
+def test_bad_settings_are_refused_before_anything_is_written(
+    tmp_path, capsys, no_provider_env, flags, needle
+):
     out = tmp_path / "run"
     code, err = run_cli(capsys, "--out", str(out), *flags)
     assert code == 2

@@ -16,8 +16,19 @@ pytestmark = pytest.mark.integration
 
 def augment(out, server, *flags, limit=3):
     return main(
-        ["augment", "--quiet", "--generator", "openai:mock-model", "--base-url", server.base_url,
-         "--limit", str(limit), "--out", str(out), *flags]
+        [
+            "augment",
+            "--quiet",
+            "--generator",
+            "openai:mock-model",
+            "--base-url",
+            server.base_url,
+            "--limit",
+            str(limit),
+            "--out",
+            str(out),
+            *flags,
+        ]
     )
 
 
@@ -65,8 +76,10 @@ def test_an_llm_judge_vetoes_what_embeddings_accept(tmp_path, no_provider_env):
         out = tmp_path / "run"
         code = augment(out, server, "--judge", "embed:local", "--judge", "llm:openai:mock-model", limit=2)
         verdict_calls = [
-            r for r in server.requests("/chat/completions")
-            if (r.body.get("response_format") or {}).get("json_schema", {}).get("name") == "EquivalenceVerdicts"
+            r
+            for r in server.requests("/chat/completions")
+            if (r.body.get("response_format") or {}).get("json_schema", {}).get("name")
+            == "EquivalenceVerdicts"
         ]
     assert code == 0
     records = read_jsonl(out / "samples.jsonl")
@@ -80,15 +93,27 @@ def test_an_api_embedding_judge_embeds_in_batches(tmp_path, mock_openai):
     out = tmp_path / "run"
     assert augment(out, mock_openai, "--judge", "embed:openai:mock-embed", "--threshold", "0.5", limit=2) == 0
     batches = mock_openai.requests("/embeddings")
-    texts = [t for r in batches for t in (r.body["input"] if isinstance(r.body["input"], list) else [r.body["input"]])]
+    texts = [
+        t
+        for r in batches
+        for t in (r.body["input"] if isinstance(r.body["input"], list) else [r.body["input"]])
+    ]
     assert batches and len(texts) > len(batches)  # several candidates per request
     records = read_jsonl(out / "samples.jsonl")
-    assert records and all(r["judge"] == "embed:openai:mock-embed" and r["similarity"] >= 0.5 for r in records)
+    assert records and all(
+        r["judge"] == "embed:openai:mock-embed" and r["similarity"] >= 0.5 for r in records
+    )
 
 
 def test_transient_faults_are_retried_until_every_seed_finishes(tmp_path, no_provider_env):
     no_provider_env.setenv("OPENAI_API_KEY", FAKE_KEY)
-    config = ServerConfig(api_key=FAKE_KEY, fault_rate=0.3, fault_kinds=("429", "500", "503", "malformed"), retry_after_s=0.05, seed=7)
+    config = ServerConfig(
+        api_key=FAKE_KEY,
+        fault_rate=0.3,
+        fault_kinds=("429", "500", "503", "malformed"),
+        retry_after_s=0.05,
+        seed=7,
+    )
     with MockOpenAIServer(config) as server:
         out = tmp_path / "run"
         assert augment(out, server, "--max-attempts", "8") == 0
@@ -118,7 +143,9 @@ def test_an_unreachable_server_is_one_line_and_exit_2(tmp_path, no_provider_env,
     server = MockOpenAIServer()
     url = server.base_url
     server.stop()  # nothing listens on that port any more
-    code = main(["augment", "--quiet", "--generator", "openai:m", "--base-url", url, "--out", str(tmp_path / "run")])
+    code = main(
+        ["augment", "--quiet", "--generator", "openai:m", "--base-url", url, "--out", str(tmp_path / "run")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "cannot reach" in err and url in err and len(err.splitlines()) == 1

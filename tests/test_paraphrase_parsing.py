@@ -10,7 +10,7 @@ def test_numbered_list_with_chatter_is_parsed():
         "Here are five rewrites of the sentence:\n\n"
         "1. Generally, men are better political leaders than women.\n"
         "2) Men, on the whole, lead in politics better than women do.\n"
-        "3. \"Overall, men make superior political leaders compared to women.\"\n"
+        '3. "Overall, men make superior political leaders compared to women."\n'
         "I hope these help!"
     )
     assert parse_paraphrases(raw, SEED) == [

@@ -98,7 +98,9 @@ async def test_a_bad_key_is_not_retried():
 
 
 async def test_garbage_is_asked_again_a_bounded_number_of_times():
-    model = scripted_model(lambda m, k: "", limits=CallLimits(max_attempts=6, max_malformed_attempts=2, backoff_initial_s=0))
+    model = scripted_model(
+        lambda m, k: "", limits=CallLimits(max_attempts=6, max_malformed_attempts=2, backoff_initial_s=0)
+    )
     with pytest.raises(ModelCallFailed, match="gave up after 2 attempts"):
         await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
     usage = model.meter.as_dict()["paraphrase"]
@@ -106,7 +108,9 @@ async def test_garbage_is_asked_again_a_bounded_number_of_times():
 
 
 async def test_a_flaky_call_succeeds_and_counts_its_retries():
-    answers = iter([api_error(openai.InternalServerError, 503), api_error(openai.RateLimitError, 429), "fine"])
+    answers = iter(
+        [api_error(openai.InternalServerError, 503), api_error(openai.RateLimitError, 429), "fine"]
+    )
     model = scripted_model(lambda m, k: next(answers))
     completion = await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
     assert completion.text == "fine" and completion.attempts == 3

@@ -18,13 +18,23 @@ def test_the_shipped_seed_file_has_the_50_wvs_seeds():
 
 def test_ids_written_as_numbers_or_with_a_q_are_normalised(tmp_path):
     path = tmp_path / "s.jsonl"
-    path.write_text(json.dumps({"q_id": 27, "q_content": "a"}) + "\n\n" + json.dumps({"q_id": "Q28", "q_content": "b"}) + "\n")
+    path.write_text(
+        json.dumps({"q_id": 27, "q_content": "a"})
+        + "\n\n"
+        + json.dumps({"q_id": "Q28", "q_content": "b"})
+        + "\n"
+    )
     assert [s.q_id for s in load_seeds(path)] == ["27", "28"]
 
 
 def test_duplicate_ids_and_empty_files_are_refused(tmp_path):
     path = tmp_path / "s.jsonl"
-    path.write_text(json.dumps({"q_id": "1", "q_content": "a"}) + "\n" + json.dumps({"q_id": "1", "q_content": "b"}) + "\n")
+    path.write_text(
+        json.dumps({"q_id": "1", "q_content": "a"})
+        + "\n"
+        + json.dumps({"q_id": "1", "q_content": "b"})
+        + "\n"
+    )
     with pytest.raises(SeedFileError, match=r":2: q_id '1' already used on line 1"):
         load_seeds(path)
     path.write_text("\n")
@@ -41,8 +51,13 @@ def test_a_json_array_line_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "provider", "model"),
-    [("local", "local", ""), ("local:/m.gguf", "local", "/m.gguf"), ("openai:gpt-4o", "openai", "gpt-4o"),
-     ("google:gemini-2.0-flash", "google", "gemini-2.0-flash"), ("openai:org/model:v1", "openai", "org/model:v1")],
+    [
+        ("local", "local", ""),
+        ("local:/m.gguf", "local", "/m.gguf"),
+        ("openai:gpt-4o", "openai", "gpt-4o"),
+        ("google:gemini-2.0-flash", "google", "gemini-2.0-flash"),
+        ("openai:org/model:v1", "openai", "org/model:v1"),
+    ],
 )
 def test_model_specs(text, provider, model):
     spec = parse_model_spec(text)

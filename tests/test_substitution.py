@@ -23,7 +23,9 @@ class TestParsing:
         assert parse_synonym_table(raw) == table(better=["superior"])
 
     def test_a_plain_word_table(self):
-        assert parse_synonym_table('{"political": ["governmental"], "note": "x"}') == table(political=["governmental"])
+        assert parse_synonym_table('{"political": ["governmental"], "note": "x"}') == table(
+            political=["governmental"]
+        )
 
     def test_truncated_json_keeps_the_entries_before_the_cut(self):
         raw = '{"words": [{"word": "leaders", "synonyms": ["heads", "chiefs"]}, {"word": "political", "synon'
@@ -35,7 +37,7 @@ class TestParsing:
         parsed = parse_synonym_table(raw, max_synonyms=3)
         assert parsed == table(women=["a", "b", "c"])
 
-    @pytest.mark.parametrize("raw", ["", "no json here", "[1, 2", "```\n```", "{\"words\": []}"])
+    @pytest.mark.parametrize("raw", ["", "no json here", "[1, 2", "```\n```", '{"words": []}'])
     def test_garbage_is_malformed(self, raw):
         with pytest.raises(MalformedOutput):
             parse_synonym_table(raw)
@@ -48,7 +50,9 @@ class TestParsing:
 
 class TestSubstitution:
     def test_one_word_at_a_time_interleaved_across_words(self):
-        found = substitute(SENTENCE, table(leaders=["heads", "chiefs"], better=["superior"]), max_candidates=10)
+        found = substitute(
+            SENTENCE, table(leaders=["heads", "chiefs"], better=["superior"]), max_candidates=10
+        )
         assert [s.text for s in found] == [
             "Men make better political heads than women do",
             "Men make superior political leaders than women do",
@@ -74,7 +78,9 @@ class TestSubstitution:
         assert substitute(SENTENCE, table(leaders=bad), max_candidates=10) == []
 
     def test_max_candidates_caps_the_list(self):
-        found = substitute(SENTENCE, table(leaders=["heads", "chiefs", "rulers"], women=["females"]), max_candidates=2)
+        found = substitute(
+            SENTENCE, table(leaders=["heads", "chiefs", "rulers"], women=["females"]), max_candidates=2
+        )
         assert len(found) == 2
 
     def test_role_swaps_opposites_and_names_are_refused(self):
@@ -93,7 +99,11 @@ def test_content_words_skip_function_words_and_repeats():
     from agents.substitutor import content_words
 
     assert content_words("When a mother works for pay, the children suffer; the mother") == [
-        "mother", "works", "pay", "children", "suffer"
+        "mother",
+        "works",
+        "pay",
+        "children",
+        "suffer",
     ]
 
 
