@@ -102,8 +102,8 @@ class ResilientChatModel:
             if self._seeded:
                 # Local sampling is deterministic per seed: vary it so a retry is a new draw.
                 args["seed"] = sample_seed * 1000 + index
-            started = time.perf_counter()
             async with self.gate.slot(estimate_tokens(messages, limit)):
+                started = time.perf_counter()  # time in the model, not in the queue for a slot
                 answer = await asyncio.wait_for(
                     self.chat.ainvoke(lc_messages, **args), timeout=self.gate.limits.timeout_s
                 )
