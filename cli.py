@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -76,6 +77,13 @@ def add_augment_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sample-seed", dest="sample_seed", type=int, help=_help("sample_seed"))
     p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="Continue an interrupted run in DIR with its own settings: finished seeds are kept, answers "
+        "already received are replayed from its ledger. Re-running with the same --out does the same.",
+    )
+    p.add_argument(
         "--quiet", action="store_true", help="No progress bar or summary (errors are still printed)."
     )
     p.set_defaults(handler=run_augment)
@@ -101,6 +109,70 @@ def _settings_from(args: argparse.Namespace):
         raise UserError(f"{_flag(field)}: {problem['msg'].lower()} (got {given.get(field)!r})") from None
 
 
+# Settings whose change would change the samples: a resume must keep them.
+RESULT_FIELDS = (
+    "seeds",
+    "limit",
+    "generator",
+    "judge",
+    "n",
+    "m",
+    "threshold",
+    "max_rounds",
+    "max_synonyms",
+    "max_substitutions",
+    "temperature",
+    "sample_seed",
+    "inversion_guard",
+)
+
+
+def _explicit_flags(args: argparse.Namespace) -> dict:
+    from graphs.settings import AugmentSettings
+
+    return {
+        name: getattr(args, name)
+        for name in AugmentSettings.model_fields
+        if getattr(args, name, None) is not None
+    }
+
+
+def _resume_settings(args: argparse.Namespace, run_dir: Path):
+    """The interrupted run's own settings; flags may change only how hard providers are pushed."""
+    import prompts
+    from graphs.settings import AugmentSettings
+    from storage.run_store import MANIFEST
+
+    path = run_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        stored = AugmentSettings(**manifest["config"])
+    except FileNotFoundError:
+        raise UserError(f"--resume {run_dir}: no {MANIFEST} there, so no run to resume") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
+        raise UserError(
+            f"--resume: {path} is not a readable augment manifest ({type(exc).__name__})"
+        ) from None
+    given = _explicit_flags(args)
+    given.pop("out", None)
+    for field in RESULT_FIELDS:
+        if field in given and given[field] != getattr(stored, field):
+            raise UserError(
+                f"--resume {run_dir}: {_flag(field)} {given[field]!r} differs from the run's {getattr(stored, field)!r};"
+                " that would change the results, so start a new run with another --out"
+            )
+    for name, info in (manifest.get("prompts") or {}).items():
+        try:
+            current = prompts.template(name).sha256
+        except prompts.PromptError:
+            current = None
+        if current != info.get("sha256"):
+            raise UserError(
+                f"--resume {run_dir}: prompt {name} changed since the run started; start a new run"
+            )
+    return stored.model_copy(update={**given, "out": run_dir})
+
+
 def _default_out() -> Path:
     return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
@@ -113,10 +185,23 @@ def run_augment(args: argparse.Namespace) -> int:
     from graphs.augment import AugmentContext, AugmentParams
     from graphs.progress import RunProgress, print_summary
     from graphs.runner import run_augmentation
-    from storage.run_store import RunDirError, RunStore, check_new_run_dir, prepare_run_dir
+    from storage.ledger import LEDGER, CallLedger
+    from storage.run_store import (
+        MANIFEST,
+        RunDirError,
+        RunStore,
+        check_new_run_dir,
+        lock_run_dir,
+        prepare_run_dir,
+    )
     from storage.seeds import SeedFileError, load_seeds
 
-    settings = _settings_from(args)
+    resume_dir = args.resume
+    if resume_dir is None and args.out is not None and (args.out / MANIFEST).exists():
+        resume_dir = args.out  # re-running with the same --out continues that run
+    if resume_dir is not None and args.out is not None and args.out != resume_dir:
+        raise UserError(f"--resume {resume_dir} and --out {args.out} name different runs")
+    settings = _resume_settings(args, resume_dir) if resume_dir is not None else _settings_from(args)
     try:
         seeds = load_seeds(settings.seeds)
     except SeedFileError as exc:
@@ -131,11 +216,12 @@ def run_augment(args: argparse.Namespace) -> int:
         timeout_s=settings.timeout,
     )
     out = settings.out or _default_out()
-    try:
-        check_new_run_dir(out)
-    except RunDirError as exc:
-        raise UserError(str(exc)) from None
-    services = ModelServices(limits=limits, base_url=settings.base_url)
+    if resume_dir is None:
+        try:
+            check_new_run_dir(out)
+        except RunDirError as exc:
+            raise UserError(str(exc)) from None
+    services = ModelServices(limits=limits, base_url=settings.base_url, ledger=CallLedger(out / LEDGER))
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         judge = create_judge(settings.judge, settings.threshold, services)
@@ -143,7 +229,9 @@ def run_augment(args: argparse.Namespace) -> int:
     except SpecError as exc:
         raise UserError(str(exc)) from None
     try:
-        prepare_run_dir(out)
+        if resume_dir is None:
+            prepare_run_dir(out)
+        lock = lock_run_dir(out)  # held until the process exits
     except RunDirError as exc:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
@@ -172,13 +260,17 @@ def run_augment(args: argparse.Namespace) -> int:
                     context=context,
                     store=RunStore(out),
                     observer=progress.seed_done,
+                    resume=resume_dir is not None,
                 )
             )
     except FatalModelError as exc:
         raise UserError(f"{exc} (run stopped; see {out / 'manifest.json'})") from None
     except KeyboardInterrupt:
-        print(f"interrupted; partial run in {out}", file=sys.stderr)
+        print(f"interrupted; continue with: python cli.py augment --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        services.ledger.close()
+    lock.close()
     if not args.quiet:
         print_summary(report, services.meter, out)
     return 0 if report.status == "completed" else 1

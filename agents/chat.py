@@ -22,6 +22,7 @@ from agents.resilience import (
     describe_error,
     is_transient_error,
 )
+from storage.ledger import CallLedger, LedgerEntry, call_key
 
 Message = dict[str, str]
 # Provider-specific request arguments that make the model answer JSON of a given schema; the attempt
@@ -36,9 +37,9 @@ def message_text(message: BaseMessage) -> str:
     return str(message.content)
 
 
-def estimate_tokens(messages: list[Message], max_tokens: int) -> int:
+def estimate_tokens_of(messages: list[BaseMessage], max_tokens: int) -> int:
     # About four characters a token for English; only used to meter --tpm before the answer is known.
-    return sum(len(m["content"]) for m in messages) // 4 + max_tokens
+    return sum(len(m.text) for m in messages) // 4 + max_tokens
 
 
 class ResilientChatModel:
@@ -56,6 +57,7 @@ class ResilientChatModel:
         seeded: bool = False,
         default_max_tokens: int = 512,
         parallelism: int | None = None,
+        ledger: CallLedger | None = None,
     ) -> None:
         self.spec = spec
         self.chat = chat
@@ -67,6 +69,27 @@ class ResilientChatModel:
         self._default_max_tokens = default_max_tokens
         # How many calls the model itself can serve at once (None: as many as the gate allows).
         self.parallelism = parallelism
+        self.ledger = ledger
+
+    async def _ask(
+        self, lc_messages: list[BaseMessage], args: dict[str, Any], limit: int, usage
+    ) -> LedgerEntry:
+        """One request to the provider, inside a concurrency / rate slot."""
+        async with self.gate.slot(estimate_tokens_of(lc_messages, limit)):
+            started = time.perf_counter()  # time in the model, not in the queue for a slot
+            answer = await asyncio.wait_for(
+                self.chat.ainvoke(lc_messages, **args), timeout=self.gate.limits.timeout_s
+            )
+        usage.seconds += time.perf_counter() - started
+        meta = getattr(answer, "usage_metadata", None) or {}
+        entry = LedgerEntry(
+            text=message_text(answer),
+            input_tokens=int(meta.get("input_tokens", 0) or 0),
+            output_tokens=int(meta.get("output_tokens", 0) or 0),
+        )
+        usage.input_tokens += entry.input_tokens
+        usage.output_tokens += entry.output_tokens
+        return entry
 
     async def generate(
         self,
@@ -102,16 +125,15 @@ class ResilientChatModel:
             if self._seeded:
                 # Local sampling is deterministic per seed: vary it so a retry is a new draw.
                 args["seed"] = sample_seed * 1000 + index
-            async with self.gate.slot(estimate_tokens(messages, limit)):
-                started = time.perf_counter()  # time in the model, not in the queue for a slot
-                answer = await asyncio.wait_for(
-                    self.chat.ainvoke(lc_messages, **args), timeout=self.gate.limits.timeout_s
-                )
-            usage.seconds += time.perf_counter() - started
-            meta = getattr(answer, "usage_metadata", None) or {}
-            usage.input_tokens += int(meta.get("input_tokens", 0) or 0)
-            usage.output_tokens += int(meta.get("output_tokens", 0) or 0)
-            text = message_text(answer)
+            key = call_key(self.spec, messages, args, index) if self.ledger is not None else ""
+            entry = self.ledger.get(key) if self.ledger is not None else None
+            if entry is None:
+                entry = await self._ask(lc_messages, args, limit, usage)
+                if self.ledger is not None:
+                    self.ledger.put(key, spec=self.spec, step=step, entry=entry)
+            else:
+                usage.replayed += 1
+            text = entry.text
             if not text.strip():
                 raise MalformedResponse(f"{self.spec} returned an empty answer")
             parsed = None
@@ -125,8 +147,8 @@ class ResilientChatModel:
             return Completion(
                 text=text,
                 parsed=parsed,
-                input_tokens=int(meta.get("input_tokens", 0) or 0),
-                output_tokens=int(meta.get("output_tokens", 0) or 0),
+                input_tokens=entry.input_tokens,
+                output_tokens=entry.output_tokens,
                 attempts=index + 1,
             )
 

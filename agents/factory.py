@@ -19,6 +19,7 @@ from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
 from agents.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
 from agents.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
 from agents.specs import ModelSpec, SpecError, parse_judge_spec, parse_model_spec
+from storage.ledger import CallLedger
 
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_URL_ENV = "OPENAI_BASE_URL"
@@ -38,6 +39,8 @@ class ModelServices:
     gate: RateGate = field(init=False)
     policy: RetryPolicy = field(init=False)
     meter: UsageMeter = field(default_factory=UsageMeter)
+    # Where answers are recorded and replayed from; None for a run without a directory (tests, tools).
+    ledger: CallLedger | None = None
 
     def __post_init__(self) -> None:
         self.gate = RateGate(self.limits)
@@ -115,7 +118,7 @@ def create_chat_model(
     parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec, flag=flag)
     services = services or ModelServices(limits=limits or CallLimits())
     timeout = services.limits.timeout_s
-    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter}
+    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter, "ledger": services.ledger}
     if parsed.provider == "local":
         chat = LocalLlamaChat(model_path=str(_local_gguf(parsed)), seed=seed)
         # One llama.cpp context serves one call at a time.

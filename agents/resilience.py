@@ -79,6 +79,7 @@ class RateGate:
 @dataclass
 class StepUsage:
     calls: int = 0  # successful calls
+    replayed: int = 0  # of those, answered from the run's ledger without asking the provider
     attempts: int = 0
     retries: int = 0
     failures: int = 0  # calls that gave up (transient budget spent, or fatal)

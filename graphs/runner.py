@@ -112,6 +112,23 @@ def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleR
     ]
 
 
+def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOutcome]:
+    """Outcomes of the seeds an earlier, interrupted process finished (failed seeds are redone)."""
+    progress = {k: v for k, v in store.read_progress().items() if v.get("status") == "done"}
+    by_id = {s.q_id: s for s in seeds if s.q_id in progress}
+    restored = {
+        q_id: SeedOutcome(seed=seed, stats=SeedStats(**progress[q_id].get("stats", {})))
+        for q_id, seed in by_id.items()
+    }
+    for record in store.read_complete_samples(set(by_id)):
+        restored[record.seed_id].samples.append(
+            ScoredCandidate(
+                text=record.text, stage=record.stage, base=record.base, similarity=record.similarity
+            )
+        )
+    return restored
+
+
 async def augment_seed(seed: Seed, context: AugmentContext) -> SeedOutcome:
     result = await augment_graph.ainvoke(AugmentInput(seed=seed), context=context)
     return SeedOutcome(seed=seed, samples=list(result["samples"]), stats=result["stats"])
@@ -124,6 +141,10 @@ class ManifestBuilder:
         self.context = context
         self.started_at = now_iso()
         self._clock = time.perf_counter()
+
+    def _ledger_counts(self) -> dict[str, int] | None:
+        ledger = self.services.ledger
+        return None if ledger is None else {"hits": ledger.hits, "misses": ledger.misses}
 
     def build(
         self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None
@@ -179,6 +200,7 @@ class ManifestBuilder:
                 "failures": len(outcomes) - len(done),
             },
             "usage_by_step": usage,
+            "ledger": self._ledger_counts(),
             "seeds": {
                 o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure}
                 for o in outcomes
@@ -197,12 +219,19 @@ async def run_augmentation(
     context: AugmentContext,
     store: RunStore,
     observer: Observer | None = None,
+    resume: bool = False,
 ) -> RunReport:
     """Augment every seed; a seed whose calls exhaust their retries is recorded as failed, while an
     unrecoverable error (bad key, unknown model) stops the whole run."""
     manifest = ManifestBuilder(settings, services, context)
     generator, judge = context.generator.spec, context.judge.spec
-    outcomes: dict[str, SeedOutcome] = {}
+    outcomes: dict[str, SeedOutcome] = restore_finished(store, seeds) if resume else {}
+    if resume:
+        # Drop torn lines and samples of seeds that never finished: they will be made again.
+        await store.rewrite_samples(r for o in outcomes.values() for r in to_records(o, generator, judge))
+        for outcome in outcomes.values():
+            if observer:
+                observer(outcome)
     # Enough seeds in flight to keep every call slot busy, and no more: seeds then finish (and are
     # written) steadily from the start instead of all together at the end.
     slots = min(settings.concurrency, context.generator.parallelism or settings.concurrency)
@@ -217,10 +246,18 @@ async def run_augmentation(
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
             await store.append_samples(to_records(outcome, generator, judge))
+            await store.append_progress(
+                {
+                    "seed_id": seed.q_id,
+                    "status": "failed" if outcome.failure else "done",
+                    "stats": asdict(outcome.stats),
+                    "failure": outcome.failure,
+                }
+            )
             if observer:
                 observer(outcome)
 
-    tasks = [asyncio.create_task(one(seed)) for seed in seeds]
+    tasks = [asyncio.create_task(one(seed)) for seed in seeds if seed.q_id not in outcomes]
     try:
         await asyncio.gather(*tasks)
     except BaseException as exc:

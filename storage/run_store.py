@@ -14,6 +14,8 @@ from storage.records import SampleRecord
 
 SAMPLES = "samples.jsonl"
 MANIFEST = "manifest.json"
+PROGRESS = "progress.jsonl"
+LOCK = ".lock"
 
 
 class RunDirError(ValueError):
@@ -34,6 +36,20 @@ def prepare_run_dir(path: Path) -> Path:
     return path
 
 
+def lock_run_dir(path: Path):
+    """Hold an exclusive lock on the run directory for this process's lifetime (released on exit,
+    even after kill -9), so a second process cannot write into the same run."""
+    import fcntl
+
+    handle = (path / LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunDirError(f"run directory {path} is in use by another process") from None
+    return handle
+
+
 def _dumps(record: SampleRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
 
@@ -43,6 +59,7 @@ class RunStore:
         self.root = root
         self.samples_path = root / SAMPLES
         self.manifest_path = root / MANIFEST
+        self.progress_path = root / PROGRESS
 
     async def append_samples(self, records: Sequence[SampleRecord]) -> None:
         """Append one seed's records in a single write, so lines are whole after a crash."""
@@ -52,6 +69,40 @@ class RunStore:
         async with aiofiles.open(self.samples_path, "a", encoding="utf-8") as handle:
             await handle.write(payload)
             await handle.flush()
+
+    async def append_progress(self, record: dict) -> None:
+        """Mark a seed finished; written after its samples, so a marked seed's samples are complete."""
+        async with aiofiles.open(self.progress_path, "a", encoding="utf-8") as handle:
+            await handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            await handle.flush()
+
+    def read_progress(self) -> dict[str, dict]:
+        """The last progress record of every seed; a torn last line (killed mid-write) is ignored."""
+        found: dict[str, dict] = {}
+        if not self.progress_path.exists():
+            return found
+        for line in self.progress_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "seed_id" in record:
+                found[str(record["seed_id"])] = record
+        return found
+
+    def read_complete_samples(self, seed_ids: set[str]) -> list[SampleRecord]:
+        """Samples of the given seeds, skipping torn lines and samples of unfinished seeds."""
+        if not self.samples_path.exists():
+            return []
+        kept: list[SampleRecord] = []
+        for line in self.samples_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = SampleRecord.model_validate_json(line)
+            except ValueError:
+                continue
+            if record.seed_id in seed_ids:
+                kept.append(record)
+        return kept
 
     async def rewrite_samples(self, records: Iterable[SampleRecord]) -> None:
         """Replace samples.jsonl by the given records (seed order) through a temp file and rename."""

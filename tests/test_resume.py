@@ -1,0 +1,88 @@
+"""Interrupted runs continue where they stopped, replay answers from the ledger, and refuse changes."""
+
+import json
+import shutil
+
+import pytest
+
+from cli import main
+from storage.run_store import lock_run_dir
+
+pytestmark = pytest.mark.integration
+
+
+def augment(server, *flags):
+    return main(
+        ["augment", "--quiet", "--generator", "openai:mock-model", "--base-url", server.base_url, *flags]
+    )
+
+
+def chat_requests(server):
+    return len(server.requests("/chat/completions", status=None))
+
+
+def lines(path):
+    return path.read_text().splitlines()
+
+
+@pytest.fixture
+def finished_run(tmp_path, mock_openai):
+    out = tmp_path / "full"
+    assert augment(mock_openai, "--limit", "3", "--n", "3", "--out", str(out)) == 0
+    return out
+
+
+def interrupt_during_last_seed(run, target):
+    """What a kill -9 while seed 29 was being written leaves: no progress mark, a torn sample line."""
+    shutil.copytree(run, target)
+    (target / ".lock").unlink()
+    progress = [p for p in lines(target / "progress.jsonl") if json.loads(p)["seed_id"] != "29"]
+    (target / "progress.jsonl").write_text("\n".join(progress) + "\n")
+    kept = [s for s in lines(target / "samples.jsonl") if json.loads(s)["seed_id"] != "29"]
+    (target / "samples.jsonl").write_text("\n".join(kept) + '\n{"seed_id": "29", "topic": "SOC')
+    return target
+
+
+def test_a_resumed_run_equals_the_uninterrupted_one_without_paying_twice(tmp_path, finished_run, mock_openai):
+    broken = interrupt_during_last_seed(finished_run, tmp_path / "broken")
+    before = chat_requests(mock_openai)
+    assert augment(mock_openai, "--resume", str(broken)) == 0
+    assert lines(broken / "samples.jsonl") == lines(finished_run / "samples.jsonl")
+    # every answer of seed 29 was already in the ledger: nothing was asked again
+    assert chat_requests(mock_openai) == before
+    manifest = json.loads((broken / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["ledger"]["hits"] > 0 and manifest["ledger"]["misses"] == 0
+    assert manifest["counts"]["seeds_done"] == 3
+
+
+def test_rerunning_with_the_same_out_continues_that_run(finished_run, mock_openai):
+    before = lines(finished_run / "samples.jsonl")
+    requests = chat_requests(mock_openai)
+    assert augment(mock_openai, "--out", str(finished_run)) == 0
+    assert lines(finished_run / "samples.jsonl") == before
+    assert chat_requests(mock_openai) == requests
+
+
+def test_a_resume_that_would_change_results_is_refused(finished_run, mock_openai, capsys):
+    assert augment(mock_openai, "--resume", str(finished_run), "--n", "4") == 2
+    err = capsys.readouterr().err
+    assert "--n 4 differs from the run's 3" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_resume_may_change_how_hard_providers_are_pushed(finished_run, mock_openai):
+    assert augment(mock_openai, "--resume", str(finished_run), "--concurrency", "2", "--rpm", "100") == 0
+
+
+def test_a_second_process_on_the_same_run_is_refused(finished_run, mock_openai, capsys):
+    holder = lock_run_dir(finished_run)
+    try:
+        assert augment(mock_openai, "--resume", str(finished_run)) == 2
+    finally:
+        holder.close()
+    assert "in use by another process" in capsys.readouterr().err
+
+
+def test_resuming_a_directory_without_a_run(tmp_path, capsys):
+    assert main(["augment", "--quiet", "--resume", str(tmp_path)]) == 2
+    assert "no manifest.json there" in capsys.readouterr().err
