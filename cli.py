@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -173,6 +174,10 @@ def _resume_settings(args: argparse.Namespace, run_dir: Path):
     return stored.model_copy(update={**given, "out": run_dir})
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _default_out() -> Path:
     return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
@@ -250,6 +255,8 @@ def run_augment(args: argparse.Namespace) -> int:
         ),
     )
     progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)
+    # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: finished seeds stay, the manifest says so.
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with progress:
             report = asyncio.run(
@@ -270,6 +277,7 @@ def run_augment(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         services.ledger.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
     lock.close()
     if not args.quiet:
         print_summary(report, services.meter, out)

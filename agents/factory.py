@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
 from agents.chat import ResilientChatModel
@@ -118,7 +119,12 @@ def create_chat_model(
     parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec, flag=flag)
     services = services or ModelServices(limits=limits or CallLimits())
     timeout = services.limits.timeout_s
-    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter, "ledger": services.ledger}
+    common = {
+        "gate": services.gate,
+        "policy": services.policy,
+        "meter": services.meter,
+        "ledger": services.ledger,
+    }
     if parsed.provider == "local":
         chat = LocalLlamaChat(model_path=str(_local_gguf(parsed)), seed=seed)
         # One llama.cpp context serves one call at a time.
@@ -129,7 +135,16 @@ def create_chat_model(
         from langchain_openai import ChatOpenAI
 
         url, key = openai_endpoint(services.base_url)
-        chat = ChatOpenAI(model=parsed.model, api_key=key, base_url=url, timeout=timeout, max_retries=0)
+        chat = ChatOpenAI(
+            model=parsed.model,
+            api_key=key,
+            base_url=url,
+            timeout=timeout,
+            max_retries=0,
+            # A client of our own per run: langchain-openai's shared default client keeps pooled
+            # connections bound to the first event loop, which breaks a second run in one process.
+            http_async_client=httpx.AsyncClient(timeout=timeout),
+        )
         return ResilientChatModel(str(parsed), chat, structured_args=_openai_structured, **common)
     from langchain_google_genai import ChatGoogleGenerativeAI
 
@@ -157,7 +172,12 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
 
         url, key = openai_endpoint(services.base_url)
         embeddings = OpenAIEmbeddings(
-            model=spec.model, api_key=key, base_url=url, max_retries=0, check_embedding_ctx_length=False
+            model=spec.model,
+            api_key=key,
+            base_url=url,
+            max_retries=0,
+            check_embedding_ctx_length=False,
+            http_async_client=httpx.AsyncClient(timeout=services.limits.timeout_s),
         )
         return ApiEmbedder(label, embeddings, **common)
     from langchain_google_genai import GoogleGenerativeAIEmbeddings

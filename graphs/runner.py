@@ -265,8 +265,11 @@ async def run_augmentation(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         ordered = [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
-        reason = str(exc) if isinstance(exc, FatalModelError) else f"interrupted: {type(exc).__name__}"
-        await store.write_manifest(manifest.build("failed", ordered, len(seeds), error=reason))
+        if isinstance(exc, FatalModelError):
+            status, reason = "failed", str(exc)
+        else:  # Ctrl-C, SIGTERM or a cancelled task: finished seeds are kept for --resume
+            status, reason = "interrupted", f"stopped by {type(exc).__name__}"
+        await store.write_manifest(manifest.build(status, ordered, len(seeds), error=reason))
         raise
     ordered = [outcomes[s.q_id] for s in seeds]
     # Seeds finish in any order; the final file lists them in seed-file order.
