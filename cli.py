@@ -284,10 +284,92 @@ def run_augment(args: argparse.Namespace) -> int:
     return 0 if report.status == "completed" else 1
 
 
+def add_rejudge_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rejudge",
+        help="Apply another judge or threshold to a finished augment run's candidates (no generator calls).",
+    )
+    p.add_argument(
+        "run", type=Path, help="The augment run directory (with manifest.json and candidates.jsonl)."
+    )
+    p.add_argument("--judge", action="append", metavar="SPEC", help="Judge spec(s); default: the run's own.")
+    p.add_argument("--threshold", type=float, help="Similarity threshold; default: the run's own.")
+    p.add_argument("--m", type=int, help="Samples to keep per seed; default: the run's own.")
+    p.add_argument("--base-url", dest="base_url", help=_help("base_url"))
+    p.add_argument("--out", type=Path, help="New run directory (default: RUN/rejudge-<UTC timestamp>).")
+    p.set_defaults(handler=run_rejudge)
+
+
+def run_rejudge(args: argparse.Namespace) -> int:
+    from agents.factory import ModelServices, create_judge
+    from agents.specs import SpecError
+    from graphs.rejudge import rejudge_run
+    from storage.run_store import MANIFEST, RunDirError, RunStore, check_new_run_dir, prepare_run_dir
+    from storage.seeds import SeedFileError, load_seeds
+
+    manifest_path = args.run / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        config = manifest["config"]
+    except FileNotFoundError:
+        raise UserError(f"rejudge: no {MANIFEST} in {args.run}") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"rejudge: {manifest_path} is not a readable augment manifest") from None
+    if manifest.get("command") != "augment" or manifest.get("status") not in (
+        "completed",
+        "completed_with_failures",
+    ):
+        raise UserError(
+            f"rejudge: {args.run} is not a finished augment run (status {manifest.get('status')!r})"
+        )
+    store = RunStore(args.run)
+    candidates = store.read_candidates()
+    if not candidates:
+        raise UserError(f"rejudge: {args.run} has no candidates.jsonl to re-judge")
+    threshold = config["threshold"] if args.threshold is None else args.threshold
+    m = config["m"] if args.m is None else args.m
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold: must be between 0 and 1 (got {threshold})")
+    if m <= 0:
+        raise UserError(f"--m: must be positive (got {m})")
+    judges = args.judge or config["judge"]
+    out = args.out or args.run / ("rejudge-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    try:
+        seeds = load_seeds(Path(config["seeds"]))
+        check_new_run_dir(out)
+        services = ModelServices(base_url=args.base_url or config.get("base_url"))
+        judge = create_judge(judges, threshold, services)
+    except (SeedFileError, RunDirError, SpecError) as exc:
+        raise UserError(str(exc)) from None
+    done = {c["seed_id"] for c in candidates}
+    seeds = [s for s in seeds if s.q_id in done]
+    prepare_run_dir(out)
+    settings = {"judge": judges, "threshold": threshold, "m": m, "source_config": config}
+    result = asyncio.run(
+        rejudge_run(
+            seeds,
+            candidates,
+            judge=judge,
+            m=m,
+            generator=manifest.get("generator", config["generator"]),
+            source=args.run,
+            store=RunStore(out),
+            settings=settings,
+        )
+    )
+    counts = result["counts"]
+    print(
+        f"rejudged {counts['candidates']} candidates of {counts['seeds']} seeds with {judge.spec}: "
+        f"{counts['samples']} samples in {out / 'samples.jsonl'}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cli.py", description="Culture-aware LLM data generation and fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_augment_parser(subparsers)
+    add_rejudge_parser(subparsers)
     from builders.command import add_build_dataset_parser
 
     add_build_dataset_parser(subparsers)

@@ -32,7 +32,7 @@ from agents.substitutor import (
     synonym_schema,
 )
 from agents.text import normalize
-from graphs.state import AugmentInput, AugmentOutput, AugmentState
+from graphs.state import AugmentInput, AugmentOutput, AugmentState, JudgedCandidate
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,16 @@ async def judge_paraphrases(state: AugmentState, runtime: Runtime[AugmentContext
         paraphrases_accepted=state.stats.paraphrases_accepted + len(accepted),
         paraphrases_rejected=state.stats.paraphrases_rejected + sum(not v.accepted for v in verdicts),
     )
-    return {"pending": [], "paraphrases": [*state.paraphrases, *accepted], "stats": stats}
+    judged = [
+        JudgedCandidate(text=t, stage="paraphrase", base=t, similarity=v.score, accepted=v.accepted)
+        for t, v in zip(state.pending, verdicts, strict=True)
+    ]
+    return {
+        "pending": [],
+        "paraphrases": [*state.paraphrases, *accepted],
+        "judged": [*state.judged, *judged],
+        "stats": stats,
+    }
 
 
 def after_paraphrase_judge(
@@ -190,7 +199,11 @@ async def judge_substitutions(state: AugmentState, runtime: Runtime[AugmentConte
         substitutions_accepted=state.stats.substitutions_accepted + len(accepted),
         substitutions_rejected=state.stats.substitutions_rejected + len(verdicts) - len(accepted),
     )
-    return {"substitutions": [], "variants": accepted, "stats": stats}
+    judged = [
+        JudgedCandidate(text=c.text, stage="synonym", base=c.base, similarity=v.score, accepted=v.accepted)
+        for c, v in zip(state.substitutions, verdicts, strict=True)
+    ]
+    return {"substitutions": [], "variants": accepted, "judged": [*state.judged, *judged], "stats": stats}
 
 
 async def select(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:

@@ -19,7 +19,7 @@ from agents.resilience import FatalModelError, ModelCallFailed
 from agents.selector import ScoredCandidate
 from graphs.augment import AugmentContext, augment_graph
 from graphs.settings import AugmentSettings
-from graphs.state import AugmentInput, SeedStats
+from graphs.state import AugmentInput, JudgedCandidate, SeedStats
 from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
 
@@ -46,6 +46,7 @@ REPORTED_PACKAGES = (
 class SeedOutcome:
     seed: Seed
     samples: list[ScoredCandidate] = field(default_factory=list)
+    judged: list[JudgedCandidate] = field(default_factory=list)
     stats: SeedStats = field(default_factory=SeedStats)
     failure: str | None = None
 
@@ -131,7 +132,9 @@ def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOu
 
 async def augment_seed(seed: Seed, context: AugmentContext) -> SeedOutcome:
     result = await augment_graph.ainvoke(AugmentInput(seed=seed), context=context)
-    return SeedOutcome(seed=seed, samples=list(result["samples"]), stats=result["stats"])
+    return SeedOutcome(
+        seed=seed, samples=list(result["samples"]), judged=list(result["judged"]), stats=result["stats"]
+    )
 
 
 class ManifestBuilder:
@@ -229,6 +232,7 @@ async def run_augmentation(
     if resume:
         # Drop torn lines and samples of seeds that never finished: they will be made again.
         await store.rewrite_samples(r for o in outcomes.values() for r in to_records(o, generator, judge))
+        await store.keep_candidates_of(set(outcomes))
         for outcome in outcomes.values():
             if observer:
                 observer(outcome)
@@ -246,6 +250,7 @@ async def run_augmentation(
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
             await store.append_samples(to_records(outcome, generator, judge))
+            await store.append_candidates(seed.q_id, [asdict(c) for c in outcome.judged])
             await store.append_progress(
                 {
                     "seed_id": seed.q_id,

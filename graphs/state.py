@@ -22,6 +22,15 @@ class SeedStats:
     substitutions_guarded: int = 0
 
 
+@dataclass(frozen=True)
+class JudgedCandidate:
+    text: str
+    stage: str
+    base: str
+    similarity: float
+    accepted: bool
+
+
 @dataclass
 class AugmentInput:
     seed: Seed
@@ -38,6 +47,8 @@ class AugmentState:
     substitutions: list[ScoredCandidate] = field(default_factory=list)
     variants: list[ScoredCandidate] = field(default_factory=list)
     samples: list[ScoredCandidate] = field(default_factory=list)
+    # Every candidate the judge scored, accepted or not: kept so `rejudge` can apply another judge.
+    judged: list[JudgedCandidate] = field(default_factory=list)
     stats: SeedStats = field(default_factory=SeedStats)
 
 
@@ -45,4 +56,5 @@ class AugmentState:
 class AugmentOutput:
     seed: Seed
     samples: list[ScoredCandidate]
+    judged: list[JudgedCandidate]
     stats: SeedStats

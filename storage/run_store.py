@@ -15,6 +15,7 @@ from storage.records import SampleRecord
 SAMPLES = "samples.jsonl"
 MANIFEST = "manifest.json"
 PROGRESS = "progress.jsonl"
+CANDIDATES = "candidates.jsonl"
 LOCK = ".lock"
 
 
@@ -60,6 +61,7 @@ class RunStore:
         self.samples_path = root / SAMPLES
         self.manifest_path = root / MANIFEST
         self.progress_path = root / PROGRESS
+        self.candidates_path = root / CANDIDATES
 
     async def append_samples(self, records: Sequence[SampleRecord]) -> None:
         """Append one seed's records in a single write, so lines are whole after a crash."""
@@ -69,6 +71,38 @@ class RunStore:
         async with aiofiles.open(self.samples_path, "a", encoding="utf-8") as handle:
             await handle.write(payload)
             await handle.flush()
+
+    async def append_candidates(self, seed_id: str, candidates: Sequence[dict]) -> None:
+        """Every judged candidate of a seed, for `rejudge`; one write per seed, like the samples."""
+        if not candidates:
+            return
+        payload = "".join(
+            json.dumps({"seed_id": seed_id, **c}, ensure_ascii=False) + "\n" for c in candidates
+        )
+        async with aiofiles.open(self.candidates_path, "a", encoding="utf-8") as handle:
+            await handle.write(payload)
+            await handle.flush()
+
+    def read_candidates(self) -> list[dict]:
+        if not self.candidates_path.exists():
+            return []
+        found: list[dict] = []
+        for line in self.candidates_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill
+            if isinstance(record, dict) and {"seed_id", "text", "stage", "base"} <= record.keys():
+                found.append(record)
+        return found
+
+    async def keep_candidates_of(self, seed_ids: set[str]) -> None:
+        """Drop candidates of seeds that did not finish (they are made again on resume)."""
+        kept = [c for c in self.read_candidates() if c["seed_id"] in seed_ids]
+        temporary = self.candidates_path.with_suffix(".jsonl.tmp")
+        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
+            await handle.write("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept))
+        await aiofiles.os.replace(temporary, self.candidates_path)
 
     async def append_progress(self, record: dict) -> None:
         """Mark a seed finished; written after its samples, so a marked seed's samples are complete."""
