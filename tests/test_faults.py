@@ -6,6 +6,7 @@ import pytest
 
 from bench.mock_openai_server import FAULT_KINDS, MockOpenAIServer, ServerConfig
 from cli import main
+from storage.seeds import DEFAULT_SEEDS, load_seeds
 from tests.conftest import FAKE_KEY
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ def test_seeds_that_exhaust_retries_are_marked_failed_and_resume_redoes_exactly_
             if "response_format" not in r.body
             for seed_line in [r.body["messages"][-1]["content"]]
         }
-    seeds = {json.loads(line)["q_id"]: json.loads(line)["q_content"] for line in open("data/wvs/seeds.jsonl")}
+    seeds = {s.q_id: s.q_content for s in load_seeds(DEFAULT_SEEDS)}
     # only the failed seeds' paraphrase requests reached the healthy server
     assert asked <= {seeds[q] for q in failed}
     final = json.loads((out / "manifest.json").read_text())
