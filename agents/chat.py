@@ -21,6 +21,7 @@ from agents.resilience import (
     UsageMeter,
     describe_error,
     is_transient_error,
+    retry_after_seconds,
 )
 from storage.ledger import CallLedger, LedgerEntry, call_key
 
@@ -154,6 +155,8 @@ class ResilientChatModel:
 
         def on_retry(exc: BaseException) -> None:
             usage.retries += 1
+            if _status(exc) == 429:
+                self.gate.rate_limited(retry_after_seconds(exc))
 
         try:
             completion = await self.policy.run(attempt, on_retry=on_retry)
@@ -167,7 +170,13 @@ class ResilientChatModel:
                 raise FatalModelError(f"{self.spec} ({step}): {describe_error(exc)}") from exc
             raise
         usage.calls += 1
+        self.gate.succeeded()
         return completion
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _looks_like_api_error(exc: BaseException) -> bool:

@@ -57,23 +57,85 @@ class CallLimits:
 
 
 class RateGate:
-    """Bounds in-flight calls across the whole run and meters requests and tokens per minute."""
+    """Bounds in-flight calls across the whole run, meters requests and tokens, and backs off when
+    the provider says 429.
 
-    def __init__(self, limits: CallLimits) -> None:
+    Requests are spaced evenly (a bucket of one request refilled at --rpm), so no 10-second window
+    ever sees more than its share of the per-minute limit; a burst-sized bucket would let a whole
+    minute's quota out at once. On a 429 the allowed concurrency halves and new calls wait out the
+    server's Retry-After; each run of successes as long as the current limit raises it by one again
+    (additive increase, multiplicative decrease).
+    """
+
+    def __init__(self, limits: CallLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
-        self._slots = asyncio.Semaphore(limits.concurrency)
-        self._requests = AsyncLimiter(limits.rpm, 60) if limits.rpm else None
-        self._tokens = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
+        self._clock = clock
+        # 2% under the limit absorbs scheduling jitter between our clock and the server's.
+        self._requests = AsyncLimiter(1, 60.0 / limits.rpm * 1.02) if limits.rpm else None
+        self._tokens = AsyncLimiter(limits.tpm / 60.0, 1.0) if limits.tpm else None
+        self.allowed = limits.concurrency
+        self.lowest_allowed = limits.concurrency
+        self.throttle_events = 0
+        self.requests = 0
+        self._in_flight = 0
+        self._successes = 0
+        self._paused_until = 0.0
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:  # created inside the running loop
+            self._changed = asyncio.Condition()
+        return self._changed
 
     @asynccontextmanager
     async def slot(self, estimated_tokens: int):
-        if self._requests is not None:
-            await self._requests.acquire()
-        if self._tokens is not None:
-            # A request larger than the whole bucket could never be admitted: charge the bucket size.
-            await self._tokens.acquire(min(float(estimated_tokens), self._tokens.max_rate))
-        async with self._slots:
+        changed = self._condition()
+        async with changed:
+            await changed.wait_for(lambda: self._in_flight < self.allowed)
+            self._in_flight += 1
+        try:
+            pause = self._paused_until - self._clock()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            if self._requests is not None:
+                await self._requests.acquire()
+            if self._tokens is not None:
+                # A request larger than the whole bucket could never be admitted: charge the bucket size.
+                await self._tokens.acquire(min(float(estimated_tokens), self._tokens.max_rate))
+            self.requests += 1
             yield
+        finally:
+            async with changed:
+                self._in_flight -= 1
+                changed.notify_all()
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        self.throttle_events += 1
+        self.allowed = max(1, self.allowed // 2)
+        self.lowest_allowed = min(self.lowest_allowed, self.allowed)
+        self._successes = 0
+        if retry_after:
+            self._paused_until = max(
+                self._paused_until, self._clock() + min(retry_after, self.limits.backoff_max_s)
+            )
+
+    def succeeded(self) -> None:
+        if self.allowed >= self.limits.concurrency:
+            return
+        self._successes += 1
+        if self._successes >= self.allowed:
+            self._successes = 0
+            self.allowed += 1
+
+    def report(self, seconds: float) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "effective_rpm": round(self.requests / seconds * 60.0, 1) if seconds > 0 else 0.0,
+            "rpm_limit": self.limits.rpm or 0,
+            "concurrency_limit": self.limits.concurrency,
+            "lowest_concurrency_after_429": self.lowest_allowed,
+            "throttle_events": self.throttle_events,
+        }
 
 
 @dataclass

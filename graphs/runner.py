@@ -204,6 +204,7 @@ class ManifestBuilder:
             },
             "usage_by_step": usage,
             "ledger": self._ledger_counts(),
+            "rate": self.services.gate.report(time.perf_counter() - self._clock),
             "seeds": {
                 o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure}
                 for o in outcomes

@@ -133,14 +133,32 @@ async def test_the_gate_bounds_calls_in_flight():
     assert peak == 3
 
 
-async def test_the_gate_meters_requests_per_minute():
-    gate = RateGate(CallLimits(concurrency=50, rpm=600))  # 10 a second, bursts up to the bucket
+async def test_the_gate_spaces_requests_evenly_at_the_rpm_limit():
+    gate = RateGate(CallLimits(concurrency=50, rpm=1200))  # one request every 51 ms
     started = time.monotonic()
 
     async def call():
         async with gate.slot(1):
             pass
 
-    await asyncio.gather(*(call() for _ in range(615)))
-    # 600 fit the bucket at once; the 15 beyond it wait for it to drain at 10 a second
-    assert time.monotonic() - started >= 1.0
+    await asyncio.gather(*(call() for _ in range(21)))
+    assert time.monotonic() - started >= 1.0  # no burst: 20 gaps of ~51 ms
+
+
+async def test_429_halves_the_allowed_concurrency_and_successes_restore_it():
+    gate = RateGate(CallLimits(concurrency=8))
+    gate.rate_limited(None)
+    gate.rate_limited(None)
+    assert gate.allowed == 2 and gate.lowest_allowed == 2 and gate.throttle_events == 2
+    for _ in range(2 + 3 + 4 + 5 + 6 + 7):
+        gate.succeeded()
+    assert gate.allowed == 8
+
+
+async def test_a_429_with_retry_after_pauses_new_calls():
+    gate = RateGate(CallLimits(concurrency=4))
+    gate.rate_limited(0.3)
+    started = time.monotonic()
+    async with gate.slot(1):
+        pass
+    assert time.monotonic() - started >= 0.25
