@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.judge import Judge
 from agents.selector import ScoredCandidate, select_samples
-from graphs.runner import now_iso, package_versions
+from graphs.runner import now_iso, package_versions, sample_records
 from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
 
@@ -45,21 +45,7 @@ async def rejudge_run(
         ]
         chosen = select_samples(accepted, seed.q_content, m)
         per_seed[seed.q_id] = {"candidates": len(pool), "accepted": len(accepted), "kept": len(chosen)}
-        records.extend(
-            SampleRecord(
-                seed_id=seed.q_id,
-                topic=seed.topic,
-                seed=seed.q_content,
-                text=c.text,
-                stage=c.stage,  # type: ignore[arg-type]
-                similarity=c.similarity,
-                option=seed.option,
-                generator=generator,
-                judge=judge.spec,
-                base=c.base,
-            )
-            for c in chosen
-        )
+        records.extend(sample_records(seed, chosen, generator, judge.spec))
     await store.rewrite_samples(records)
     manifest = {
         "command": "rejudge",

@@ -94,8 +94,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleRecord]:
-    seed = outcome.seed
+def sample_records(
+    seed: Seed, chosen: Sequence[ScoredCandidate], generator: str, judge: str
+) -> list[SampleRecord]:
+    """The samples.jsonl lines of one seed's chosen candidates."""
     return [
         SampleRecord(
             seed_id=seed.q_id,
@@ -109,8 +111,12 @@ def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleR
             judge=judge,
             base=c.base,
         )
-        for c in outcome.samples
+        for c in chosen
     ]
+
+
+def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleRecord]:
+    return sample_records(outcome.seed, outcome.samples, generator, judge)
 
 
 def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOutcome]:
