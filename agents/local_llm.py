@@ -16,7 +16,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from agents.local_compute import LOCAL_COMPUTE
 
@@ -73,8 +73,6 @@ class LocalLlamaChat(BaseChatModel):
     repeat_penalty: float = 1.1
     max_tokens: int = 384
     seed: int = 0
-
-    _calls: int = PrivateAttr(default=0)
 
     @property
     def _llm_type(self) -> str:

@@ -51,6 +51,23 @@ def lock_run_dir(path: Path):
     return handle
 
 
+async def _append(path: Path, payload: str) -> None:
+    """One write per call, so what a kill leaves behind is whole lines plus at most one torn one."""
+    async with aiofiles.open(path, "a", encoding="utf-8") as handle:
+        await handle.write(payload)
+        await handle.flush()
+
+
+async def _replace(path: Path, text: str) -> None:
+    """Write beside the target, sync, rename: readers see the old file or the new one, never half."""
+    temporary = path.with_name(path.name + ".tmp")
+    async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
+        await handle.write(text)
+        await handle.flush()
+        os.fsync(handle.fileno())
+    await aiofiles.os.replace(temporary, path)
+
+
 def _dumps(record: SampleRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
 
@@ -67,10 +84,7 @@ class RunStore:
         """Append one seed's records in a single write, so lines are whole after a crash."""
         if not records:
             return
-        payload = "".join(_dumps(r) + "\n" for r in records)
-        async with aiofiles.open(self.samples_path, "a", encoding="utf-8") as handle:
-            await handle.write(payload)
-            await handle.flush()
+        await _append(self.samples_path, "".join(_dumps(r) + "\n" for r in records))
 
     async def append_candidates(self, seed_id: str, candidates: Sequence[dict]) -> None:
         """Every judged candidate of a seed, for `rejudge`; one write per seed, like the samples."""
@@ -99,16 +113,11 @@ class RunStore:
     async def keep_candidates_of(self, seed_ids: set[str]) -> None:
         """Drop candidates of seeds that did not finish (they are made again on resume)."""
         kept = [c for c in self.read_candidates() if c["seed_id"] in seed_ids]
-        temporary = self.candidates_path.with_suffix(".jsonl.tmp")
-        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
-            await handle.write("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept))
-        await aiofiles.os.replace(temporary, self.candidates_path)
+        await _replace(self.candidates_path, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept))
 
     async def append_progress(self, record: dict) -> None:
         """Mark a seed finished; written after its samples, so a marked seed's samples are complete."""
-        async with aiofiles.open(self.progress_path, "a", encoding="utf-8") as handle:
-            await handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            await handle.flush()
+        await _append(self.progress_path, json.dumps(record, ensure_ascii=False) + "\n")
 
     def read_progress(self) -> dict[str, dict]:
         """The last progress record of every seed; a torn last line (killed mid-write) is ignored."""
@@ -140,22 +149,7 @@ class RunStore:
 
     async def rewrite_samples(self, records: Iterable[SampleRecord]) -> None:
         """Replace samples.jsonl by the given records (seed order) through a temp file and rename."""
-        temporary = self.samples_path.with_suffix(".jsonl.tmp")
-        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
-            await handle.write("".join(_dumps(r) + "\n" for r in records))
-            await handle.flush()
-            os.fsync(handle.fileno())
-        await aiofiles.os.replace(temporary, self.samples_path)
+        await _replace(self.samples_path, "".join(_dumps(r) + "\n" for r in records))
 
     async def write_manifest(self, manifest: dict) -> None:
-        temporary = self.manifest_path.with_suffix(".json.tmp")
-        async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
-            await handle.write(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
-            await handle.flush()
-            os.fsync(handle.fileno())
-        await aiofiles.os.replace(temporary, self.manifest_path)
-
-
-def read_samples(path: Path) -> list[SampleRecord]:
-    with path.open(encoding="utf-8") as handle:
-        return [SampleRecord.model_validate_json(line) for line in handle if line.strip()]
+        await _replace(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
