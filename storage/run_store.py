@@ -93,9 +93,7 @@ class RunStore:
         payload = "".join(
             json.dumps({"seed_id": seed_id, **c}, ensure_ascii=False) + "\n" for c in candidates
         )
-        async with aiofiles.open(self.candidates_path, "a", encoding="utf-8") as handle:
-            await handle.write(payload)
-            await handle.flush()
+        await _append(self.candidates_path, payload)
 
     def read_candidates(self) -> list[dict]:
         if not self.candidates_path.exists():
