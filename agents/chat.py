@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -26,9 +28,32 @@ from agents.resilience import (
 from storage.ledger import CallLedger, LedgerEntry, call_key
 
 Message = dict[str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class AnswerSchema:
+    """What a structured call asks for: the JSON schema a provider constrains its answer to (and its
+    name), and the pydantic model that validates the answer.
+
+    They may differ: the synonym step narrows `word` to one sentence's own words for the provider
+    while validating against the general table model. Building that narrowed schema as a pydantic
+    model per sentence cost more CPU than the rest of a call, so it is plain JSON schema.
+    """
+
+    name: str
+    json_schema: dict[str, Any]
+    model: type[BaseModel]
+
+
+@cache
+def answer_schema(model: type[BaseModel]) -> AnswerSchema:
+    """The schema of a pydantic model as is (computed once per model)."""
+    return AnswerSchema(name=model.__name__, json_schema=model.model_json_schema(), model=model)
+
+
 # Provider-specific request arguments that make the model answer JSON of a given schema; the attempt
 # index lets a provider escalate (the local model answers free-form first, under a grammar on retries).
-StructuredArgs = Callable[[type[BaseModel], int], dict[str, Any]]
+StructuredArgs = Callable[[AnswerSchema, int], dict[str, Any]]
 Parser = Callable[[str], BaseModel]
 
 
@@ -72,6 +97,10 @@ class ResilientChatModel:
         self.parallelism = parallelism
         self.ledger = ledger
 
+    async def aclose(self) -> None:
+        """Close the HTTP client under the model, if it has one of its own (call in the run's loop)."""
+        await close_http_client(self.chat)
+
     async def _ask(
         self, lc_messages: list[BaseMessage], args: dict[str, Any], limit: int, usage
     ) -> LedgerEntry:
@@ -97,7 +126,7 @@ class ResilientChatModel:
         messages: list[Message],
         *,
         step: str,
-        schema: type[BaseModel] | None = None,
+        schema: AnswerSchema | type[BaseModel] | None = None,
         parse: Parser | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
@@ -114,6 +143,7 @@ class ResilientChatModel:
         if temperature is not None:
             request["temperature"] = temperature
         lc_messages = convert_to_messages(messages)
+        answer = schema if isinstance(schema, AnswerSchema) or schema is None else answer_schema(schema)
         attempts = 0
 
         async def attempt(index: int) -> Completion:
@@ -121,8 +151,8 @@ class ResilientChatModel:
             attempts = index + 1
             usage.attempts += 1
             args = dict(request)
-            if schema is not None:
-                args.update(self._structured_args(schema, index))
+            if answer is not None:
+                args.update(self._structured_args(answer, index))
             if self._seeded:
                 # Local sampling is deterministic per seed: vary it so a retry is a new draw.
                 args["seed"] = sample_seed * 1000 + index
@@ -138,13 +168,11 @@ class ResilientChatModel:
             if not text.strip():
                 raise MalformedResponse(f"{self.spec} returned an empty answer")
             parsed = None
-            if schema is not None:
+            if answer is not None:
                 try:
-                    parsed = (parse or schema.model_validate_json)(text)
+                    parsed = (parse or answer.model.model_validate_json)(text)
                 except (ValueError, ValidationError) as exc:
-                    raise MalformedResponse(
-                        f"{self.spec} answer does not fit {schema.__name__}: {exc}"
-                    ) from exc
+                    raise MalformedResponse(f"{self.spec} answer does not fit {answer.name}: {exc}") from exc
             return Completion(
                 text=text,
                 parsed=parsed,
@@ -172,6 +200,13 @@ class ResilientChatModel:
         usage.calls += 1
         self.gate.succeeded()
         return completion
+
+
+async def close_http_client(model: object) -> None:
+    """Close the httpx client a LangChain model was given (`http_async_client`), if any."""
+    client = getattr(model, "http_async_client", None)
+    if client is not None and hasattr(client, "aclose"):
+        await client.aclose()
 
 
 def _status(exc: BaseException) -> int | None:

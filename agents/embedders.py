@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from agents.chat import close_http_client
 from agents.local_compute import LOCAL_COMPUTE
 from agents.resilience import (
     FatalModelError,
@@ -31,6 +32,10 @@ class Embedder(Protocol):
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length embeddings, one row per text."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release network clients (nothing for local models)."""
         ...
 
 
@@ -85,6 +90,9 @@ class LocalSentenceEmbedder:
             return np.zeros((0, 0), dtype=np.float32)
         return await asyncio.to_thread(self._encode, texts)
 
+    async def aclose(self) -> None:
+        return None
+
 
 class ApiEmbedder:
     """A LangChain `Embeddings` provider behind the same limits and retries as chat models."""
@@ -97,6 +105,9 @@ class ApiEmbedder:
         self.gate = gate
         self.policy = policy
         self.meter = meter
+
+    async def aclose(self) -> None:
+        await close_http_client(self.embeddings)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

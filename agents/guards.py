@@ -12,6 +12,7 @@ costs a sample, not a wrong label. An LLM judge (`--judge llm:...`) catches what
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from agents.substitutor import OPPOSITE
 
@@ -36,14 +37,35 @@ def _first_positions(tokens: list[str]) -> dict[str, int]:
 
 def inversion_reason(candidate: str, seed: str) -> str | None:
     """Why the candidate probably states the opposite of the seed, or None."""
-    seed_tokens, candidate_tokens = _tokens(seed), _tokens(candidate)
-    seed_at, candidate_at = _first_positions(seed_tokens), _first_positions(candidate_tokens)
-    for word, opposite in OPPOSITE.items():
-        both_present = word < opposite and all(w in seed_at and w in candidate_at for w in (word, opposite))
-        if both_present and (seed_at[word] < seed_at[opposite]) != (
-            candidate_at[word] < candidate_at[opposite]
-        ):
-            return f"swaps '{word}' and '{opposite}'"
-    if _negations(seed_tokens) % 2 != _negations(candidate_tokens) % 2:
-        return "flips the negation"
-    return None
+    return _seed_profile(seed).reason(candidate)
+
+
+class _SeedProfile:
+    """What the guard needs to know about a seed, computed once per seed rather than per candidate."""
+
+    def __init__(self, seed: str) -> None:
+        tokens = _tokens(seed)
+        at = _first_positions(tokens)
+        # Only the opposed pairs whose both sides the seed mentions can be swapped.
+        self.pairs = [
+            (word, opposite, at[word] < at[opposite])
+            for word, opposite in OPPOSITE.items()
+            if word < opposite and word in at and opposite in at
+        ]
+        self.negation_parity = _negations(tokens) % 2
+
+    def reason(self, candidate: str) -> str | None:
+        tokens = _tokens(candidate)
+        if self.pairs:
+            at = _first_positions(tokens)
+            for word, opposite, word_first in self.pairs:
+                if word in at and opposite in at and (at[word] < at[opposite]) != word_first:
+                    return f"swaps '{word}' and '{opposite}'"
+        if self.negation_parity != _negations(tokens) % 2:
+            return "flips the negation"
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _seed_profile(seed: str) -> _SeedProfile:
+    return _SeedProfile(seed)

@@ -35,6 +35,10 @@ class Judge(Protocol):
 
     async def judge(self, seed: str, candidates: Sequence[str]) -> list[Verdict]: ...
 
+    async def aclose(self) -> None:
+        """Release the network clients of the models behind the judge."""
+        ...
+
 
 class EmbeddingJudge:
     """Cosine similarity against the seed; the seed's embedding is computed once per seed."""
@@ -45,16 +49,22 @@ class EmbeddingJudge:
         self.spec = embedder.spec
         self._seed_vectors: dict[str, np.ndarray] = {}
 
-    async def _seed_vector(self, seed: str) -> np.ndarray:
-        if seed not in self._seed_vectors:
-            self._seed_vectors[seed] = (await self.embedder.embed([seed]))[0]
-        return self._seed_vectors[seed]
+    async def aclose(self) -> None:
+        await self.embedder.aclose()
+
+    async def _embed_with_seed(self, seed: str, candidates: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(seed vector, candidate vectors); the seed rides along in the first batch of its seed, so
+        judging costs one embedding request per step, not two in a row."""
+        if seed in self._seed_vectors:
+            return self._seed_vectors[seed], await self.embedder.embed(candidates)
+        vectors = await self.embedder.embed([seed, *candidates])
+        self._seed_vectors[seed] = vectors[0]
+        return vectors[0], vectors[1:]
 
     async def judge(self, seed: str, candidates: Sequence[str]) -> list[Verdict]:
         if not candidates:
             return []
-        seed_vector = await self._seed_vector(seed)
-        vectors = await self.embedder.embed(list(candidates))
+        seed_vector, vectors = await self._embed_with_seed(seed, list(candidates))
         scores = np.clip(vectors @ seed_vector, -1.0, 1.0)
         # Rounded before comparing so the stored score and the decision can never disagree.
         rounded = [round(float(s), 4) for s in scores]
@@ -96,6 +106,9 @@ class LLMEquivalenceJudge:
         self.spec = f"llm:{model.spec}"
         self.batch_size = batch_size
 
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
     async def judge(self, seed: str, candidates: Sequence[str]) -> list[Verdict]:
         verdicts: list[Verdict] = []
         for start in range(0, len(candidates), self.batch_size):
@@ -127,6 +140,10 @@ class JudgePanel:
             raise ValueError("a judge panel needs at least one judge")
         self.judges = list(judges)
         self.spec = "+".join(j.spec for j in judges)
+
+    async def aclose(self) -> None:
+        for judge in self.judges:
+            await judge.aclose()
 
     async def judge(self, seed: str, candidates: Sequence[str]) -> list[Verdict]:
         first, *rest = self.judges

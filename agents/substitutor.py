@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import zip_longest
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
+from pydantic import ValidationError
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 import prompts
+from agents.chat import AnswerSchema, answer_schema
 from agents.json_answers import MalformedOutput, load_json_answer
 from agents.text import normalize
 
@@ -48,26 +49,52 @@ def render_synonym_request(sentence: str, max_synonyms: int) -> list[prompts.Mes
     )
 
 
-def synonym_schema(sentence: str, max_synonyms: int) -> type[BaseModel]:
+@lru_cache(maxsize=4096)
+def synonym_schema(sentence: str, max_synonyms: int) -> AnswerSchema:
     """The answer schema for one sentence, with `word` restricted to the sentence's content words.
 
     Providers with constrained decoding (llama.cpp grammars, OpenAI structured outputs) then cannot
-    answer with phrases or words that are not in the sentence; the answer still parses as
-    `prompts.SynonymTable`.
+    answer with phrases or words that are not in the sentence; the answer is validated as the
+    general `prompts.SynonymTable`. Cached: a retry asks with the same schema.
     """
     words = content_words(sentence)
     if not words:
-        return prompts.SynonymTable
-    synonym = Annotated[str, StringConstraints(min_length=2, max_length=_MAX_SYNONYM_CHARS)]
-    entry = create_model(
-        "WordSynonyms",
-        word=(Literal[tuple(words)], Field(description="A content word of the sentence.")),
-        synonyms=(
-            list[synonym],
-            Field(max_length=max_synonyms, description="Replacements with the same meaning."),
-        ),
-    )
-    return create_model("SynonymTable", words=(list[entry], Field(max_length=len(words))))
+        return answer_schema(prompts.SynonymTable)
+    entry = {
+        "type": "object",
+        "title": "WordSynonyms",
+        "properties": {
+            "word": {
+                "type": "string",
+                "title": "Word",
+                "enum": words,
+                "description": "A content word of the sentence.",
+            },
+            "synonyms": {
+                "type": "array",
+                "title": "Synonyms",
+                "items": {"type": "string", "minLength": 2, "maxLength": _MAX_SYNONYM_CHARS},
+                "maxItems": max_synonyms,
+                "description": "Replacements with the same meaning.",
+            },
+        },
+        "required": ["word", "synonyms"],
+    }
+    table = {
+        "type": "object",
+        "title": "SynonymTable",
+        "$defs": {"WordSynonyms": entry},
+        "properties": {
+            "words": {
+                "type": "array",
+                "title": "Words",
+                "items": {"$ref": "#/$defs/WordSynonyms"},
+                "maxItems": len(words),
+            }
+        },
+        "required": ["words"],
+    }
+    return AnswerSchema(name="SynonymTable", json_schema=table, model=prompts.SynonymTable)
 
 
 def _entries(data: object) -> list[object]:

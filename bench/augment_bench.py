@@ -1,11 +1,17 @@
 """Throughput of `augment` against the mock OpenAI server: how close to ideal is the orchestration?
 
-    .venv/bin/python -m bench.augment_bench --seeds 50 --concurrency 32 --latency 0.2 --rpm 3000
+    .venv/bin/python -m bench.augment_bench --seeds 50 --concurrency 32 --latency 0.2 --rpm 12000
 
-Prints wall time, the ideal time (generator calls x latency / concurrency), their ratio, calls per
-seed, and the highest request rate the server saw in any 10-second window against --rpm. By default the
-judge embeds on the mock server too (hashed bag of words), so the ratio measures the orchestration;
-`--judge embed:local` adds the CPU time of the real embedding model.
+The mock server runs in its own process (as a provider would), so the client is measured alone.
+Prints wall time, the ideal time (requests x latency / concurrency), their ratio, generator calls per
+seed, and the highest request rate the server saw in any 10-second (and 1-second) window against --rpm.
+
+Every request counts towards the ideal, embedding requests of the judge too: they take the same 200 ms
+and hold the same concurrency slots. The ideal ignores --rpm, so the default --rpm (12000) sits above
+what 32 slots of 200 ms can reach (9600/min); a lower --rpm (say 3000) shows the limiter at work, and
+the rate-bound ideal (requests / rpm) is printed beside it. By default the judge embeds on the mock
+server too (hashed bag of words), so the ratio measures orchestration; `--judge embed:local` adds the
+CPU time of the real embedding model.
 """
 
 from __future__ import annotations
@@ -13,16 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 
 BENCH_KEY = "sk-bench-not-a-real-key"
 
 
 def busiest_window(times: list[float], window: float = 10.0) -> int:
+    """The most requests that arrived within any `window` seconds."""
     times = sorted(times)
     best, start = 0, 0
     for end, at in enumerate(times):
@@ -32,12 +39,34 @@ def busiest_window(times: list[float], window: float = 10.0) -> int:
     return best
 
 
+def start_mock(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.mock_openai_server",
+        "--port",
+        "0",
+        "--latency",
+        str(args.latency),
+        "--api-key",
+        BENCH_KEY,
+        "--log",
+        str(log),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline() if server.stdout else ""
+    if " on " not in line:
+        server.kill()
+        raise SystemExit(f"mock server did not start: {line!r}")
+    return server, line.rsplit(" on ", 1)[1].strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--rpm", type=float, default=3000.0)
+    parser.add_argument("--rpm", type=float, default=12000.0)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument(
         "--judge",
@@ -51,48 +80,66 @@ def main() -> None:
     from cli import main as cli_main
 
     os.environ["OPENAI_API_KEY"] = BENCH_KEY
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        MockOpenAIServer(ServerConfig(api_key=BENCH_KEY, latency_s=args.latency)) as server,
-    ):
-        out = Path(tmp) / "run"
-        flags = [
-            "augment",
-            "--quiet",
-            "--generator",
-            "openai:mock-model",
-            "--base-url",
-            server.base_url,
-            "--limit",
-            str(args.seeds),
-            "--n",
-            str(args.n),
-            "--concurrency",
-            str(args.concurrency),
-            "--rpm",
-            str(args.rpm),
-            "--out",
-            str(out),
-        ]
-        started = time.perf_counter()
-        code = cli_main(flags)
-        wall = time.perf_counter() - started
-        manifest = json.loads((out / "manifest.json").read_text())
-        chats = server.requests("/chat/completions", status=None)
-    calls = len(chats)
-    ideal = calls * args.latency / args.concurrency
-    window = busiest_window([r.at for r in chats])
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "requests.jsonl"
+        server, base_url = start_mock(args, log)
+        try:
+            out = Path(tmp) / "run"
+            flags = [
+                "augment",
+                "--quiet",
+                "--generator",
+                "openai:mock-model",
+                "--judge",
+                args.judge,
+                "--threshold",
+                str(args.threshold),
+                "--base-url",
+                base_url,
+                "--limit",
+                str(args.seeds),
+                "--n",
+                str(args.n),
+                "--concurrency",
+                str(args.concurrency),
+                "--rpm",
+                str(args.rpm),
+                "--out",
+                str(out),
+            ]
+            started = time.perf_counter()
+            code = cli_main(flags)
+            wall = time.perf_counter() - started
+            manifest = json.loads((out / "manifest.json").read_text())
+        finally:
+            server.terminate()
+            server.wait()
+        requests = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    served = [r for r in requests if r["path"].endswith(("/chat/completions", "/embeddings"))]
+    chats = [r for r in served if r["path"].endswith("/chat/completions")]
+    run = manifest["duration_s"]
+    ideal = len(served) * args.latency / args.concurrency
+    rate_bound = max(ideal, len(served) * 60.0 / args.rpm)
+    window10 = busiest_window([r["at"] for r in served], 10.0)
+    window1 = busiest_window([r["at"] for r in served], 1.0)
     print(f"exit code                 {code}")
     print(
-        f"seeds                     {args.seeds}  (n={args.n}, concurrency={args.concurrency}, latency={args.latency}s)"
+        f"seeds                     {args.seeds}  (n={args.n}, concurrency={args.concurrency}, "
+        f"latency={args.latency}s, judge={args.judge})"
     )
-    print(f"generator calls           {calls}  ({calls / args.seeds:.2f} per seed)")
-    print(f"wall time                 {wall:.2f} s  (run {manifest['duration_s']:.2f} s)")
-    print(f"ideal time                {ideal:.2f} s  (calls x latency / concurrency)")
-    run = manifest["duration_s"]
-    print(f"ratio                     {run / ideal:.2f} (run / ideal; {wall / ideal:.2f} with start-up)" if ideal else "ratio n/a")
-    print(f"busiest 10 s window       {window} requests = {window * 6} per minute (limit {args.rpm:g})")
+    print(
+        f"requests                  {len(served)}  ({len(chats)} chat = {len(chats) / args.seeds:.2f} "
+        f"generator calls per seed, {len(served) - len(chats)} embedding)"
+    )
+    print(f"wall time                 {wall:.2f} s  (run {run:.2f} s, the rest is start-up)")
+    print(f"ideal time                {ideal:.2f} s  (requests x latency / concurrency)")
+    print(f"ratio                     {run / ideal:.2f}  (run / ideal; {wall / ideal:.2f} with start-up)")
+    if rate_bound > ideal:
+        print(f"rate-bound ideal          {rate_bound:.2f} s  (requests / rpm) -> ratio {run / rate_bound:.2f}")
+    print(f"busiest 10 s window       {window10} requests = {window10 * 6} per minute (limit {args.rpm:g})")
+    print(f"busiest 1 s window        {window1} requests = {window1 * 60} per minute (limit {args.rpm:g})")
     print(f"rate report               {manifest['rate']}")
+    print(f"ledger                    {manifest['ledger']}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ requests-per-minute limit and an API key check are configurable; every request i
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import math
 import random
 import re
+import struct
 import threading
 import time
 from collections import deque
@@ -58,6 +60,143 @@ _THESAURUS = {
     "problem": ["issue"],
     "duty": ["obligation"],
     "society": ["community"],
+    # The rest of the default seeds' content words, so the mock answers like a capable model that
+    # finds a synonym for most words (gender and value words are left out on purpose).
+    "acceptable": ["permissible", "tolerable"],
+    "adult": ["grown-up"],
+    "agree": ["concur"],
+    "alcohol": ["liquor", "drink"],
+    "areas": ["regions", "zones"],
+    "asylum": ["refuge", "sanctuary"],
+    "behavior": ["conduct"],
+    "bribed": ["paid off"],
+    "buy": ["purchase"],
+    "candidates": ["nominees", "contenders"],
+    "care": ["look after"],
+    "cause": ["produce", "bring about"],
+    "certain": ["particular"],
+    "choice": ["option", "selection"],
+    "collect": ["gather"],
+    "come": ["arrive"],
+    "comfortable": ["at ease"],
+    "conflict": ["strife", "clash"],
+    "consumption": ["use"],
+    "counted": ["tallied"],
+    "countries": ["nations", "states"],
+    "country": ["nation"],
+    "couples": ["pairs", "partners"],
+    "coverage": ["reporting"],
+    "crime": ["wrongdoing", "offence"],
+    "cultural": ["societal"],
+    "daily": ["everyday"],
+    "depend": ["rely"],
+    "development": ["growth", "progress"],
+    "diversity": ["variety"],
+    "drug": ["narcotic"],
+    "e-mails": ["emails", "messages"],
+    "earns": ["makes", "gets paid"],
+    "easier": ["simpler"],
+    "effects": ["consequences", "impacts"],
+    "election": ["vote", "ballot"],
+    "elections": ["votes", "ballots"],
+    "employers": ["bosses"],
+    "equal": ["equivalent", "identical"],
+    "exchanged": ["swapped", "traded"],
+    "fair": ["just", "equitable"],
+    "fairly": ["justly", "equitably"],
+    "faith": ["belief"],
+    "favors": ["favours"],
+    "fights": ["quarrels", "disputes"],
+    "fills": ["occupies"],
+    "following": ["subsequent"],
+    "frequently": ["often", "regularly"],
+    "generation": ["age group"],
+    "genuine": ["real", "authentic"],
+    "gives": ["provides", "offers"],
+    "governing": ["ruling"],
+    "harassment": ["intimidation"],
+    "healthier": ["fitter"],
+    "ideas": ["notions", "thoughts"],
+    "immigrants": ["migrants", "newcomers"],
+    "immigration": ["migration"],
+    "increases": ["raises", "boosts"],
+    "information": ["data", "facts"],
+    "interfere": ["meddle", "intervene"],
+    "internet": ["web"],
+    "journalists": ["reporters"],
+    "know": ["understand"],
+    "knowledge": ["understanding", "know-how"],
+    "lazy": ["idle", "indolent"],
+    "leads": ["results"],
+    "lives": ["existences"],
+    "living": ["residing"],
+    "long-term": ["lasting", "long-range"],
+    "make": ["create"],
+    "making": ["creating"],
+    "means": ["signifies"],
+    "military": ["armed forces", "army"],
+    "money": ["cash", "funds"],
+    "monitor": ["watch", "track"],
+    "neighborhood": ["area", "vicinity"],
+    "news": ["reports"],
+    "occur": ["happen", "take place"],
+    "offered": ["provided"],
+    "offers": ["provides"],
+    "office": ["post"],
+    "officials": ["functionaries", "authorities"],
+    "opportunities": ["chances", "openings"],
+    "opposition": ["rival parties"],
+    "party": ["faction"],
+    "pay": ["wage", "salary"],
+    "persecuted": ["oppressed"],
+    "police": ["law enforcement"],
+    "polls": ["ballots"],
+    "prevented": ["stopped", "barred"],
+    "priority": ["precedence"],
+    "private": ["personal"],
+    "problems": ["issues", "difficulties"],
+    "provide": ["supply", "give"],
+    "public": ["general public"],
+    "racist": ["bigoted"],
+    "rate": ["level"],
+    "refugees": ["displaced people"],
+    "risks": ["dangers", "hazards"],
+    "robberies": ["thefts", "burglaries"],
+    "run": ["operate"],
+    "running": ["operating"],
+    "sale": ["selling"],
+    "science": ["research"],
+    "sexual": ["sex-based"],
+    "social": ["societal"],
+    "spare": ["free"],
+    "street": ["road"],
+    "streets": ["roads"],
+    "strengthens": ["reinforces", "bolsters"],
+    "surveillance": ["monitoring"],
+    "technology": ["tech"],
+    "terms": ["respects"],
+    "terrorism": ["terror attacks"],
+    "things": ["matters"],
+    "think": ["believe", "reckon"],
+    "threatened": ["menaced", "intimidated"],
+    "time": ["period"],
+    "turn": ["round"],
+    "tv": ["television"],
+    "unemployment": ["joblessness"],
+    "university": ["college"],
+    "vacancies": ["openings"],
+    "video": ["footage"],
+    "view": ["opinion"],
+    "violence": ["brutality"],
+    "voters": ["electors"],
+    "votes": ["ballots"],
+    "working": ["employed"],
+    "works": ["labours"],
+    "belief": ["conviction"],
+    "opinion": ["view"],
+    "honestly": ["truthfully"],
+    "frankly": ["candidly"],
+    "say": ["state"],
 }
 _PARAPHRASE_FRAMES = (
     "In my view, {s}.",
@@ -122,6 +261,10 @@ def embed(text: str, dims: int = 64) -> list[float]:
     return [v / norm for v in vector]
 
 
+def pack_floats(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
 @dataclass
 class ServerConfig:
     latency_s: float = 0.0
@@ -148,9 +291,17 @@ class RequestLog:
 class MockOpenAIServer:
     """Run with `with MockOpenAIServer(config) as server:`; `server.base_url` ends in /v1."""
 
-    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_file: str | None = None,
+    ) -> None:
         self.config = config or ServerConfig()
         self.log: list[RequestLog] = []
+        # One JSON line per request (time, path, status, fault), for a client in another process.
+        self._log_file = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115
         self._lock = threading.Lock()
         self._random = random.Random(self.config.seed)
         self._recent: deque[float] = deque()
@@ -173,6 +324,9 @@ class MockOpenAIServer:
             self._httpd.shutdown()
             self._thread = None
         self._httpd.server_close()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
     def __enter__(self) -> MockOpenAIServer:
         return self.start()
@@ -204,12 +358,19 @@ class MockOpenAIServer:
     def _record(self, entry: RequestLog) -> None:
         with self._lock:
             self.log.append(entry)
+            if self._log_file is not None:
+                line = {"at": entry.at, "path": entry.path, "status": entry.status, "fault": entry.fault}
+                self._log_file.write(json.dumps(line) + "\n")
+                self._log_file.flush()
 
     def _handler_class(self):
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes; with Nagle's algorithm on, the client's delayed
+            # ACK would hold the body back ~40 ms per request.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 return
@@ -289,8 +450,14 @@ class MockOpenAIServer:
                 if self.path.endswith("/embeddings"):
                     inputs = body.get("input")
                     texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                    # The OpenAI SDK asks for base64 (packed little-endian float32), as the real API allows.
+                    packed = body.get("encoding_format") == "base64"
                     data = [
-                        {"object": "embedding", "index": i, "embedding": embed(str(t))}
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": pack_floats(embed(str(t))) if packed else embed(str(t)),
+                        }
                         for i, t in enumerate(texts)
                     ]
                     self._send(
@@ -357,6 +524,7 @@ def main() -> None:
     )
     parser.add_argument("--rpm", type=float, help="requests per minute before answering 429")
     parser.add_argument("--api-key", help="require this bearer key")
+    parser.add_argument("--log", help="append one JSON line per request to this file")
     args = parser.parse_args()
     config = ServerConfig(
         latency_s=args.latency,
@@ -365,7 +533,7 @@ def main() -> None:
         rpm=args.rpm,
         api_key=args.api_key,
     )
-    server = MockOpenAIServer(config, port=args.port)
+    server = MockOpenAIServer(config, port=args.port, log_file=args.log)
     print(f"mock OpenAI server on {server.base_url}", flush=True)
     server.start()
     try:

@@ -11,7 +11,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +153,16 @@ def report_skips(example_set: ExampleSet, warn: Warn) -> None:
             )
 
 
+async def translate_then_close(prompts: Iterable[str], language: str, model: ChatModel) -> Translations:
+    """Translate, then close the model's HTTP client inside the same event loop."""
+    try:
+        return await translate_prompts(prompts, language, model)
+    finally:
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            await close()
+
+
 def translate_examples(
     examples: list[Example], settings: BuildSettings, model_factory: ModelFactory | None, warn: Warn
 ) -> tuple[list[Example], int]:
@@ -162,7 +172,7 @@ def translate_examples(
     try:
         model = model_factory(settings.translate_model or "")
         translations: Translations = asyncio.run(
-            translate_prompts((example.user for example in examples), settings.translate or "", model)
+            translate_then_close((example.user for example in examples), settings.translate or "", model)
         )
     except FatalModelError as exc:
         raise BuildError(f"--translate-model {settings.translate_model}: {exc}") from None

@@ -6,6 +6,7 @@ never substituted, so a laxer judge can keep that paraphrase but cannot conjure 
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +36,15 @@ async def rejudge_run(
         by_seed[str(candidate["seed_id"])].append(candidate)
     records: list[SampleRecord] = []
     per_seed: dict[str, dict[str, int]] = {}
-    for seed in seeds:
+    try:
+        # Seeds are judged concurrently; an API judge's own limits (the shared gate) pace them.
+        all_verdicts = await asyncio.gather(
+            *(judge.judge(seed.q_content, [c["text"] for c in by_seed.get(seed.q_id, [])]) for seed in seeds)
+        )
+    finally:
+        await judge.aclose()
+    for seed, verdicts in zip(seeds, all_verdicts, strict=True):
         pool = by_seed.get(seed.q_id, [])
-        verdicts = await judge.judge(seed.q_content, [c["text"] for c in pool])
         accepted = [
             ScoredCandidate(text=c["text"], stage=c["stage"], base=c["base"], similarity=v.score)
             for c, v in zip(pool, verdicts, strict=True)

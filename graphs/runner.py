@@ -143,6 +143,11 @@ async def augment_seed(seed: Seed, context: AugmentContext) -> SeedOutcome:
     )
 
 
+async def close_models(context: AugmentContext) -> None:
+    """Close the models' HTTP clients inside the loop that opened them (aiohttp insists)."""
+    await asyncio.gather(context.generator.aclose(), context.judge.aclose(), return_exceptions=True)
+
+
 class ManifestBuilder:
     def __init__(self, settings: AugmentSettings, services: ModelServices, context: AugmentContext) -> None:
         self.settings = settings
@@ -273,6 +278,7 @@ async def run_augmentation(
     try:
         await asyncio.gather(*tasks)
     except BaseException as exc:
+        await close_models(context)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -283,6 +289,7 @@ async def run_augmentation(
             status, reason = "interrupted", f"stopped by {type(exc).__name__}"
         await store.write_manifest(manifest.build(status, ordered, len(seeds), error=reason))
         raise
+    await close_models(context)
     ordered = [outcomes[s.q_id] for s in seeds]
     # Seeds finish in any order; the final file lists them in seed-file order.
     await store.rewrite_samples(r for o in ordered for r in to_records(o, generator, judge))

@@ -68,6 +68,9 @@ class RuleJudge:
         self.threshold = threshold
         self.seen: list[str] = []
 
+    async def aclose(self) -> None:
+        return None
+
     async def judge(self, seed: str, candidates: Sequence[str]) -> list[Verdict]:
         self.seen.extend(candidates)
         scores = [0.5 if any(b in c.lower() for b in self.banned) else 0.9 for c in candidates]

@@ -110,12 +110,35 @@ def test_content_words_skip_function_words_and_repeats():
 def test_the_request_schema_restricts_words_to_the_sentence():
     from agents.substitutor import synonym_schema
 
-    schema = synonym_schema("Men make better leaders", 3).model_json_schema()
+    schema = synonym_schema("Men make better leaders", 3).json_schema
     entry = next(iter(schema["$defs"].values()))
     assert entry["properties"]["word"]["enum"] == ["Men", "make", "better", "leaders"]
     assert entry["properties"]["synonyms"]["maxItems"] == 3
+    assert schema["properties"]["words"]["maxItems"] == 4
 
 
-def test_entries_are_salvaged_from_json_with_unbalanced_brackets():
-    raw = '{"words": [{"word": "better", "synonyms": ["superior", "finer"}}, {"word": "leaders", "synonyms": ["heads"]}]}'
-    assert parse_synonym_table(raw) == table(better=["superior", "finer"], leaders=["heads"])
+def test_an_answer_that_fits_the_narrowed_schema_validates_as_the_general_table():
+    import json
+
+    import jsonschema
+
+    from agents.substitutor import synonym_schema
+
+    schema = synonym_schema("Men make better leaders", 3)
+    answer = {"words": [{"word": "leaders", "synonyms": ["heads", "chiefs"]}]}
+    jsonschema.validate(answer, schema.json_schema)
+    assert schema.model.model_validate_json(json.dumps(answer)) == table(leaders=["heads", "chiefs"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"words": [{"word": "women", "synonyms": ["ladies"]}]}, schema.json_schema)
+
+
+def test_the_narrowed_schema_compiles_to_a_llama_cpp_grammar_that_only_allows_its_words():
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from agents.substitutor import synonym_schema
+
+    grammar = json_schema_to_gbnf(json.dumps(synonym_schema("Men make better leaders", 3).json_schema))
+    word_rule = next(line for line in grammar.splitlines() if line.startswith("WordSynonyms-word ::="))
+    assert word_rule == 'WordSynonyms-word ::= "\\"Men\\"" | "\\"make\\"" | "\\"better\\"" | "\\"leaders\\""'
