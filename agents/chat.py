@@ -54,7 +54,8 @@ def answer_schema(model: type[BaseModel]) -> AnswerSchema:
 # Provider-specific request arguments that make the model answer JSON of a given schema; the attempt
 # index lets a provider escalate (the local model answers free-form first, under a grammar on retries).
 StructuredArgs = Callable[[AnswerSchema, int], dict[str, Any]]
-Parser = Callable[[str], BaseModel]
+# Turns the raw answer into what the caller wants; raises ValueError when the answer is unusable.
+Parser = Callable[[str], Any]
 
 
 def message_text(message: BaseMessage) -> str:

@@ -182,7 +182,7 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
         if not path.is_dir():
             raise SpecError(f"--judge {label}: {path} is not a sentence-transformers model directory")
         return LocalSentenceEmbedder(path, spec=label)
-    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter}
+    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter, "ledger": services.ledger}
     if spec.provider == "openai":
         from agents.openai_lean import LeanOpenAIEmbeddings
 

@@ -25,7 +25,7 @@ def _tokens(text: str) -> list[str]:
 
 
 def _negations(tokens: list[str]) -> int:
-    return sum(t in _NEGATIONS or t.endswith("n't") for t in tokens)
+    return sum(1 for t in tokens if t in _NEGATIONS or t.endswith("n't"))
 
 
 def _first_positions(tokens: list[str]) -> dict[str, int]:

@@ -16,7 +16,6 @@ Embeddings likewise: the SDK turns every float of the answer into a typed model;
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import numpy as np
@@ -44,32 +43,36 @@ class LeanChatOpenAI(ChatOpenAI):
         return self._create_chat_result(response)
 
 
-def _vector(value: str | list[float]) -> list[float]:
+def _vector(value: str | list[float]) -> np.ndarray:
     if isinstance(value, str):  # base64 of little-endian float32
-        return np.frombuffer(base64.b64decode(value), dtype="<f4").tolist()
-    return [float(v) for v in value]
+        return np.frombuffer(base64.b64decode(value), dtype="<f4")
+    return np.asarray(value, dtype=np.float32)
 
 
 class LeanOpenAIEmbeddings(OpenAIEmbeddings):
-    """`OpenAIEmbeddings` whose async calls decode the answer themselves (texts are sent as given)."""
+    """`OpenAIEmbeddings` whose async calls post the request as is and decode the answer themselves."""
+
+    async def aembed_matrix(self, texts: list[str]) -> np.ndarray:
+        """One row per text, as float32; what the embedding judge works with."""
+        if self.check_embedding_ctx_length:
+            return np.asarray(await super().aembed_documents(texts), dtype=np.float32)
+        body: dict[str, Any] = {"model": self.model, "encoding_format": "base64", **self.model_kwargs}
+        if self.dimensions is not None:
+            body["dimensions"] = self.dimensions
+        # The root client (AsyncOpenAI) behind the embeddings resource langchain-openai built; its
+        # public `post` is the SDK's documented way to send a custom request.
+        client = self.async_client._client
+        rows: list[np.ndarray] = []
+        for start in range(0, len(texts), self.chunk_size):
+            answer = await client.post(
+                "/embeddings", body={**body, "input": texts[start : start + self.chunk_size]}, cast_to=object
+            )
+            rows.extend(_vector(item["embedding"]) for item in sorted(answer["data"], key=lambda d: d["index"]))
+        return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     async def aembed_documents(
         self, texts: list[str], chunk_size: int | None = None, **kwargs: Any
     ) -> list[list[float]]:
-        if self.check_embedding_ctx_length:
+        if chunk_size is not None or kwargs:
             return await super().aembed_documents(texts, chunk_size=chunk_size, **kwargs)
-        step = chunk_size or self.chunk_size
-        extra = {"dimensions": self.dimensions} if self.dimensions is not None else {}
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), step):
-            raw = await self.async_client.with_raw_response.create(
-                input=texts[start : start + step],
-                model=self.model,
-                encoding_format="base64",
-                **extra,
-                **self.model_kwargs,
-                **kwargs,
-            )
-            data = json.loads(raw.http_response.content)["data"]
-            vectors.extend(_vector(item["embedding"]) for item in sorted(data, key=lambda d: d["index"]))
-        return vectors
+        return (await self.aembed_matrix(texts)).tolist()

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
-from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 T = TypeVar("T")
@@ -107,7 +106,9 @@ class RateGate:
         finally:
             async with changed:
                 self._in_flight -= 1
-                changed.notify_all()
+                # Wake only as many waiters as may now enter (more when the limit has grown back);
+                # waking all of them on every release costs O(waiters) per call.
+                changed.notify(max(1, self.allowed - self._in_flight))
 
     def rate_limited(self, retry_after: float | None) -> None:
         self.throttle_events += 1
@@ -297,7 +298,7 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class Completion:
     text: str
-    parsed: BaseModel | None = None
+    parsed: Any = None  # what the call's parser made of the text (a schema instance by default)
     input_tokens: int = 0
     output_tokens: int = 0
     attempts: int = 1

@@ -146,13 +146,16 @@ def parse_synonym_table(raw: str, *, max_synonyms: int = 5) -> prompts.SynonymTa
     return prompts.SynonymTable(words=words[:16])
 
 
-def parse_usable_synonym_table(raw: str, sentence: str, *, max_synonyms: int, max_candidates: int):
-    """Like `parse_synonym_table`, but an answer that yields no substitution at all is malformed,
+def parse_substitutions(
+    raw: str, sentence: str, *, max_synonyms: int, max_candidates: int
+) -> list[Substitution]:
+    """The substitutions an answer yields for `sentence`; an answer that yields none is malformed,
     so the resilience layer asks again (for the local model, under a grammar)."""
     table = parse_synonym_table(raw, max_synonyms=max_synonyms)
-    if not substitute(sentence, table, max_candidates=max_candidates):
+    substitutions = substitute(sentence, table, max_candidates=max_candidates)
+    if not substitutions:
         raise MalformedOutput("no listed word of the sentence has a usable synonym")
-    return table
+    return substitutions
 
 
 @dataclass(frozen=True)

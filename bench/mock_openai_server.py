@@ -286,6 +286,7 @@ class RequestLog:
     fault: str | None
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
+    arrived: float | None = None  # when the request was read, before the configured latency
 
 
 class MockOpenAIServer:
@@ -359,7 +360,13 @@ class MockOpenAIServer:
         with self._lock:
             self.log.append(entry)
             if self._log_file is not None:
-                line = {"at": entry.at, "path": entry.path, "status": entry.status, "fault": entry.fault}
+                line = {
+                    "at": entry.at,
+                    "arrived": entry.arrived,
+                    "path": entry.path,
+                    "status": entry.status,
+                    "fault": entry.fault,
+                }
                 self._log_file.write(json.dumps(line) + "\n")
                 self._log_file.flush()
 
@@ -421,11 +428,12 @@ class MockOpenAIServer:
                 if not self._authorised():
                     server._record(RequestLog(time.time(), self.path, 401, None, body, headers))
                     return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                arrived = time.time()
                 fault = server._admit()
                 if server.config.latency_s:
                     time.sleep(server.config.latency_s)
                 status = self._serve(body, fault)
-                server._record(RequestLog(time.time(), self.path, status, fault, body, headers))
+                server._record(RequestLog(time.time(), self.path, status, fault, body, headers, arrived))
 
             def _serve(self, body: dict[str, Any], fault: str | None) -> int:
                 retry = {"Retry-After": f"{server.config.retry_after_s:g}"}

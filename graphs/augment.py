@@ -26,9 +26,9 @@ from agents.paraphraser import parse_paraphrases, render_paraphrase_request
 from agents.resilience import MalformedResponse, ModelCallFailed
 from agents.selector import ScoredCandidate, select_samples
 from agents.substitutor import (
-    parse_usable_synonym_table,
+    Substitution,
+    parse_substitutions,
     render_synonym_request,
-    substitute,
     synonym_schema,
 )
 from agents.text import normalize
@@ -146,13 +146,13 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
     ctx = runtime.context
     bases = substitution_bases(state, ctx.params.n)
 
-    async def synonyms_for(index: int, base: str):
+    async def substitutions_of(index: int, base: str) -> tuple[str, list[Substitution] | None]:
         try:
             completion = await ctx.generator.generate(
                 render_synonym_request(base, ctx.params.max_synonyms),
                 step="synonyms",
                 schema=synonym_schema(base, ctx.params.max_synonyms),
-                parse=lambda raw: parse_usable_synonym_table(
+                parse=lambda raw: parse_substitutions(
                     raw,
                     base,
                     max_synonyms=ctx.params.max_synonyms,
@@ -168,19 +168,19 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
             raise
         return base, completion.parsed
 
-    tables = await asyncio.gather(*(synonyms_for(i, b) for i, b in enumerate(bases)))
+    results = await asyncio.gather(*(substitutions_of(i, b) for i, b in enumerate(bases)))
     candidates: list[ScoredCandidate] = []
     generated = guarded = 0
-    for base, table in tables:
-        if table is None:
+    for base, substitutions in results:
+        if substitutions is None:
             continue
-        texts = [s.text for s in substitute(base, table, max_candidates=ctx.params.max_substitutions)]
+        texts = [s.text for s in substitutions]
         kept, dropped = _guarded(texts, state.seed.q_content, ctx.params)
         generated, guarded = generated + len(texts), guarded + dropped
         candidates.extend(ScoredCandidate(text=t, stage="synonym", base=base, similarity=0.0) for t in kept)
     stats = replace(
         state.stats,
-        synonym_calls_failed=state.stats.synonym_calls_failed + sum(t is None for _, t in tables),
+        synonym_calls_failed=state.stats.synonym_calls_failed + sum(s is None for _, s in results),
         substitutions_generated=state.stats.substitutions_generated + generated,
         substitutions_guarded=state.stats.substitutions_guarded + guarded,
     )

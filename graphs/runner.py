@@ -158,7 +158,14 @@ class ManifestBuilder:
 
     def _ledger_counts(self) -> dict[str, int] | None:
         ledger = self.services.ledger
-        return None if ledger is None else {"hits": ledger.hits, "misses": ledger.misses}
+        if ledger is None:
+            return None
+        return {
+            "hits": ledger.hits,
+            "misses": ledger.misses,
+            "embedding_hits": ledger.embedding_hits,
+            "embedding_misses": ledger.embedding_misses,
+        }
 
     def build(
         self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None
@@ -262,7 +269,8 @@ async def run_augmentation(
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
             await store.append_samples(to_records(outcome, generator, judge))
-            await store.append_candidates(seed.q_id, [asdict(c) for c in outcome.judged])
+            # vars(): the candidates are flat, and asdict's deep copy was a visible share of a fast run.
+            await store.append_candidates(seed.q_id, [dict(vars(c)) for c in outcome.judged])
             await store.append_progress(
                 {
                     "seed_id": seed.q_id,
