@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -211,7 +212,8 @@ async def select(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     return {"samples": select_samples(pool, state.seed.q_content, runtime.context.params.m)}
 
 
-def build_augment_graph():
+def build_augment_graph(checkpointer: BaseCheckpointSaver | None = None):
+    """The per-seed graph; with a checkpointer, each seed is a thread whose steps survive a restart."""
     graph = StateGraph(
         AugmentState, context_schema=AugmentContext, input_schema=AugmentInput, output_schema=AugmentOutput
     )
@@ -226,7 +228,7 @@ def build_augment_graph():
     graph.add_edge("propose_synonyms", "judge_substitutions")
     graph.add_edge("judge_substitutions", "select_samples")
     graph.add_edge("select_samples", END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)
 
 
 augment_graph = build_augment_graph()

@@ -17,9 +17,10 @@ import prompts
 from agents.factory import ModelServices
 from agents.resilience import FatalModelError, ModelCallFailed
 from agents.selector import ScoredCandidate
-from graphs.augment import AugmentContext, augment_graph
+from graphs.augment import AugmentContext, augment_graph, build_augment_graph
 from graphs.settings import AugmentSettings
-from graphs.state import AugmentInput, JudgedCandidate, SeedStats
+from graphs.state import CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
+from storage.checkpoints import CHECKPOINTS, open_checkpoints
 from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
 
@@ -136,8 +137,21 @@ def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOu
     return restored
 
 
-async def augment_seed(seed: Seed, context: AugmentContext) -> SeedOutcome:
-    result = await augment_graph.ainvoke(AugmentInput(seed=seed), context=context)
+async def augment_seed(seed: Seed, context: AugmentContext, graph: Any = augment_graph) -> SeedOutcome:
+    """Run the seed's graph; with a checkpointer, continue the seed's thread where it stopped."""
+    if graph.checkpointer is None:
+        result = await graph.ainvoke(AugmentInput(seed=seed), context=context)
+    else:
+        config = {"configurable": {"thread_id": seed.q_id}}
+        snapshot = await graph.aget_state(config)
+        if snapshot.next:  # stopped or failed mid-graph: go on from the last completed step
+            result = await graph.ainvoke(None, config, context=context, durability="sync")
+        elif snapshot.values.get("samples") is not None and snapshot.values.get("stats"):
+            result = snapshot.values  # finished before the process died, but never recorded
+        else:
+            result = await graph.ainvoke(
+                AugmentInput(seed=seed), config, context=context, durability="sync"
+            )
     return SeedOutcome(
         seed=seed, samples=list(result["samples"]), judged=list(result["judged"]), stats=result["stats"]
     )
@@ -261,10 +275,10 @@ async def run_augmentation(
     seeds_in_flight = asyncio.Semaphore(max(2 * slots, 2))
     await store.write_manifest(manifest.build("running", [], len(seeds)))
 
-    async def one(seed: Seed) -> None:
+    async def one(seed: Seed, graph: Any) -> None:
         async with seeds_in_flight:
             try:
-                outcome = await augment_seed(seed, context)
+                outcome = await augment_seed(seed, context, graph)
             except ModelCallFailed as exc:
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
@@ -282,22 +296,26 @@ async def run_augmentation(
             if observer:
                 observer(outcome)
 
-    tasks = [asyncio.create_task(one(seed)) for seed in seeds if seed.q_id not in outcomes]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException as exc:
-        await close_models(context)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        ordered = [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
-        if isinstance(exc, FatalModelError):
-            status, reason = "failed", str(exc)
-        else:  # Ctrl-C, SIGTERM or a cancelled task: finished seeds are kept for --resume
-            status, reason = "interrupted", f"stopped by {type(exc).__name__}"
-        await store.write_manifest(manifest.build(status, ordered, len(seeds), error=reason))
-        raise
+    stopped_by: BaseException | None = None
+    async with open_checkpoints(store.root / CHECKPOINTS, CHECKPOINTED_TYPES) as checkpointer:
+        graph = build_augment_graph(checkpointer)
+        tasks = [asyncio.create_task(one(seed, graph)) for seed in seeds if seed.q_id not in outcomes]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException as exc:
+            stopped_by = exc
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     await close_models(context)
+    if stopped_by is not None:
+        ordered = [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
+        if isinstance(stopped_by, FatalModelError):
+            status, reason = "failed", str(stopped_by)
+        else:  # Ctrl-C, SIGTERM or a cancelled task: finished seeds and checkpoints are kept for --resume
+            status, reason = "interrupted", f"stopped by {type(stopped_by).__name__}"
+        await store.write_manifest(manifest.build(status, ordered, len(seeds), error=reason))
+        raise stopped_by
     ordered = [outcomes[s.q_id] for s in seeds]
     # Seeds finish in any order; the final file lists them in seed-file order.
     await store.rewrite_samples(r for o in ordered for r in to_records(o, generator, judge))

@@ -58,3 +58,7 @@ class AugmentOutput:
     samples: list[ScoredCandidate]
     judged: list[JudgedCandidate]
     stats: SeedStats
+
+
+# Everything a checkpoint of the graph holds besides builtins: the types it may revive.
+CHECKPOINTED_TYPES: tuple[type, ...] = (Seed, ScoredCandidate, JudgedCandidate, SeedStats)

@@ -65,8 +65,9 @@ def test_the_api_key_is_never_written_to_the_run(tmp_path, mock_openai):
     out = tmp_path / "run"
     assert augment(out, mock_openai, limit=1) == 0
     written = sorted(p.name for p in out.iterdir())
-    assert "ledger.sqlite" in written
-    for path in out.iterdir():  # samples, manifest, progress, the ledger (binary) and its WAL files
+    assert "ledger.sqlite" in written and "checkpoints.sqlite" in written
+    # samples, candidates, manifest, progress, the ledger and the graph checkpoints (binary) with WAL files
+    for path in out.iterdir():
         assert FAKE_KEY.encode() not in path.read_bytes(), path.name
     assert FAKE_KEY[-12:] not in (out / "manifest.json").read_text()
 

@@ -48,12 +48,24 @@ def test_a_resumed_run_equals_the_uninterrupted_one_without_paying_twice(tmp_pat
     before = chat_requests(mock_openai)
     assert augment(mock_openai, "--resume", str(broken)) == 0
     assert lines(broken / "samples.jsonl") == lines(finished_run / "samples.jsonl")
-    # every answer of seed 29 was already in the ledger: nothing was asked again
+    # seed 29's graph had finished (its checkpoint says so) before the kill: nothing is asked again
     assert chat_requests(mock_openai) == before
     manifest = json.loads((broken / "manifest.json").read_text())
     assert manifest["status"] == "completed"
-    assert manifest["ledger"]["hits"] > 0 and manifest["ledger"]["misses"] == 0
+    assert manifest["ledger"]["misses"] == 0
     assert manifest["counts"]["seeds_done"] == 3
+
+
+def test_without_checkpoints_the_ledger_still_replays_every_call(tmp_path, finished_run, mock_openai):
+    broken = interrupt_during_last_seed(finished_run, tmp_path / "broken")
+    for leftover in broken.glob("checkpoints.sqlite*"):
+        leftover.unlink()
+    before = chat_requests(mock_openai)
+    assert augment(mock_openai, "--resume", str(broken)) == 0
+    assert lines(broken / "samples.jsonl") == lines(finished_run / "samples.jsonl")
+    assert chat_requests(mock_openai) == before
+    ledger = json.loads((broken / "manifest.json").read_text())["ledger"]
+    assert ledger["hits"] > 0 and ledger["misses"] == 0
 
 
 def test_rerunning_with_the_same_out_continues_that_run(finished_run, mock_openai):
