@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -255,6 +256,11 @@ def run_augment(args: argparse.Namespace) -> int:
         ),
     )
     progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)
+    # The ~270k objects of the imported libraries and loaded models live as long as the process;
+    # freezing them keeps the garbage collector from re-scanning them (a full pass took 120 ms)
+    # while the run's own short-lived objects are collected as usual.
+    gc.collect()
+    gc.freeze()
     # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: finished seeds stay, the manifest says so.
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agents.text import is_trivial_copy, normalize
 
 
-@dataclass(frozen=True)
-class ScoredCandidate:
+class ScoredCandidate(NamedTuple):
+    """A candidate the judge accepted. A NamedTuple (not a dataclass) because every graph checkpoint
+    serialises all of them, and LangGraph's encoder handles tuples far faster than dataclasses."""
+
     text: str
     stage: str  # "paraphrase" or "synonym"
     base: str  # the sentence it derives from: itself for a paraphrase, its base for a substitution

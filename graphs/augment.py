@@ -191,7 +191,7 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
 async def judge_substitutions(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     verdicts = await runtime.context.judge.judge(state.seed.q_content, [c.text for c in state.substitutions])
     accepted = [
-        replace(c, similarity=v.score)
+        c._replace(similarity=v.score)
         for c, v in zip(state.substitutions, verdicts, strict=True)
         if v.accepted
     ]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -85,7 +86,9 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+@cache
 def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results (read once: parsing metadata is slow)."""
     versions = {"python": platform.python_version()}
     for name in REPORTED_PACKAGES:
         try:
@@ -145,12 +148,12 @@ async def augment_seed(seed: Seed, context: AugmentContext, graph: Any = augment
         config = {"configurable": {"thread_id": seed.q_id}}
         snapshot = await graph.aget_state(config)
         if snapshot.next:  # stopped or failed mid-graph: go on from the last completed step
-            result = await graph.ainvoke(None, config, context=context, durability="sync")
+            result = await graph.ainvoke(None, config, context=context, durability="async")
         elif snapshot.values.get("samples") is not None and snapshot.values.get("stats"):
             result = snapshot.values  # finished before the process died, but never recorded
         else:
             result = await graph.ainvoke(
-                AugmentInput(seed=seed), config, context=context, durability="sync"
+                AugmentInput(seed=seed), config, context=context, durability="async"
             )
     return SeedOutcome(
         seed=seed, samples=list(result["samples"]), judged=list(result["judged"]), stats=result["stats"]
@@ -283,8 +286,7 @@ async def run_augmentation(
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
             await store.append_samples(to_records(outcome, generator, judge))
-            # vars(): the candidates are flat, and asdict's deep copy was a visible share of a fast run.
-            await store.append_candidates(seed.q_id, [dict(vars(c)) for c in outcome.judged])
+            await store.append_candidates(seed.q_id, [c._asdict() for c in outcome.judged])
             await store.append_progress(
                 {
                     "seed_id": seed.q_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agents.selector import ScoredCandidate
 from storage.records import Seed
@@ -22,8 +23,9 @@ class SeedStats:
     substitutions_guarded: int = 0
 
 
-@dataclass(frozen=True)
-class JudgedCandidate:
+class JudgedCandidate(NamedTuple):
+    """A candidate the judge scored, accepted or not (a NamedTuple for cheap checkpoints)."""
+
     text: str
     stage: str
     base: str
