@@ -88,7 +88,8 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, server, uninterrupte
     process = start(server, out)
     wait_for_progress(out, after_seeds, process)
     process.send_signal(sig)
-    _, err = process.communicate(timeout=60)
+    printed, err = process.communicate(timeout=60)
+    assert FAKE_KEY not in printed + err  # nor in what the process logged
     if sig == signal.SIGTERM:
         assert process.returncode == 130
         assert f"augment --resume {out}" in err
@@ -99,3 +100,5 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, server, uninterrupte
     resumed = (out / "samples.jsonl").read_text().splitlines()
     assert resumed == (whole / "samples.jsonl").read_text().splitlines()
     assert generator_calls(server) <= 1.1 * whole_calls
+    for path in out.iterdir():  # manifest, samples, ledger, checkpoints, their WAL files
+        assert FAKE_KEY.encode() not in path.read_bytes(), path.name
