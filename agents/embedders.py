@@ -127,7 +127,7 @@ class ApiEmbedder:
             usage.replayed += 1
             return stored
 
-        async def attempt(index: int) -> list[list[float]]:
+        async def attempt(index: int) -> np.ndarray | list[list[float]]:
             usage.attempts += 1
             async with self.gate.slot(sum(len(t) for t in texts) // 4):
                 # A provider that can hand back a float32 matrix skips the list-of-floats detour.

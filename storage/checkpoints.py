@@ -23,9 +23,9 @@ CHECKPOINTS = "checkpoints.sqlite"
 async def open_checkpoints(path: Path, state_types: Iterable[type]) -> AsyncIterator[AsyncSqliteSaver]:
     """A checkpointer on `path` (created when missing) that revives only `state_types`."""
     connection = await aiosqlite.connect(path)
-    # WAL with synchronous=NORMAL: a commit survives the process being killed (what resuming needs)
-    # without an fsync per graph step; an OS crash may lose the last steps, which are then redone.
-    await connection.execute("PRAGMA journal_mode=WAL")
+    # The saver's setup switches to WAL; with synchronous=NORMAL a commit survives the process being
+    # killed (what resuming needs) without an fsync per graph step; an OS crash may lose the last
+    # steps, which are then redone.
     await connection.execute("PRAGMA synchronous=NORMAL")
     try:
         saver = AsyncSqliteSaver(
