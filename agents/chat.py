@@ -204,7 +204,11 @@ class ResilientChatModel:
 
 
 async def close_http_client(model: object) -> None:
-    """Close the httpx client a LangChain model was given (`http_async_client`), if any."""
+    """Close the connections a LangChain model holds: its own `aclose` (the lean OpenAI classes) and
+    the httpx client it was given (`http_async_client`), if any."""
+    close = getattr(model, "aclose", None)
+    if close is not None:
+        await close()
     client = getattr(model, "http_async_client", None)
     if client is not None and hasattr(client, "aclose"):
         await client.aclose()

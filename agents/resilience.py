@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import heapq
+import itertools
 import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -55,22 +58,46 @@ class CallLimits:
     backoff_max_s: float = 60.0
 
 
+# Which waiting call gets the next free slot: lower first, then first come first served. Graph nodes
+# set it (a context variable reaches every call the node makes, however deeply nested), so a seed's
+# last steps can go ahead of other seeds' first ones; see graphs/augment.py.
+CALL_PRIORITY: ContextVar[int] = ContextVar("call_priority", default=0)
+
+
+@contextmanager
+def call_priority(priority: int) -> Iterator[None]:
+    """Calls made inside the block wait for slots with this priority (lower goes first)."""
+    token = CALL_PRIORITY.set(priority)
+    try:
+        yield
+    finally:
+        CALL_PRIORITY.reset(token)
+
+
 class RateGate:
     """Bounds in-flight calls across the whole run, meters requests and tokens, and backs off when
     the provider says 429.
 
-    Requests are spaced evenly (a bucket of one request refilled at --rpm), so no 10-second window
-    ever sees more than its share of the per-minute limit; a burst-sized bucket would let a whole
-    minute's quota out at once. On a 429 the allowed concurrency halves and new calls wait out the
+    Requests are paced by a small bucket refilled 2% under --rpm: at most `burst` requests leave at
+    once, then they are spaced evenly. The bucket is as large as it can be while no 10-second window
+    ever sees more than its share of the per-minute limit (burst + 10 s x rate <= rpm / 6); a bucket
+    of a whole minute's quota would let it all out at once, and a bucket of one made every burst of
+    calls (the run's start, a seed's parallel synonym calls) queue at the limiter. On a 429 the allowed concurrency halves and new calls wait out the
     server's Retry-After; each run of successes as long as the current limit raises it by one again
-    (additive increase, multiplicative decrease).
+    (additive increase, multiplicative decrease). Calls waiting for a slot are served by
+    `CALL_PRIORITY`, then in arrival order.
     """
 
     def __init__(self, limits: CallLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
-        # 2% under the limit absorbs scheduling jitter between our clock and the server's.
-        self._requests = AsyncLimiter(1, 60.0 / limits.rpm * 1.02) if limits.rpm else None
+        self.burst = 0
+        self._requests: AsyncLimiter | None = None
+        if limits.rpm:
+            # 2% under the limit absorbs scheduling jitter between our clock and the server's.
+            per_second = limits.rpm / 60.0 / 1.02
+            self.burst = max(1, int(10.0 * (limits.rpm / 60.0 - per_second)))
+            self._requests = AsyncLimiter(self.burst, self.burst / per_second)
         self._tokens = AsyncLimiter(limits.tpm / 60.0, 1.0) if limits.tpm else None
         self.allowed = limits.concurrency
         self.lowest_allowed = limits.concurrency
@@ -79,19 +106,39 @@ class RateGate:
         self._in_flight = 0
         self._successes = 0
         self._paused_until = 0.0
-        self._changed: asyncio.Condition | None = None
+        # (priority, arrival, future) of the calls waiting for a slot; a granted slot is counted in
+        # _in_flight before its waiter wakes, so nobody can take it in between.
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
 
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:  # created inside the running loop
-            self._changed = asyncio.Condition()
-        return self._changed
+    def _grant(self) -> None:
+        while self._waiting and self._in_flight < self.allowed:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if waiter.done():  # cancelled while waiting
+                continue
+            self._in_flight += 1
+            waiter.set_result(None)
+
+    async def _enter(self) -> None:
+        if self._in_flight < self.allowed and not self._waiting:
+            self._in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (CALL_PRIORITY.get(), next(self._arrivals), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted, then cancelled: hand it on
+                self._leave()
+            raise
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        self._grant()
 
     @asynccontextmanager
     async def slot(self, estimated_tokens: int):
-        changed = self._condition()
-        async with changed:
-            await changed.wait_for(lambda: self._in_flight < self.allowed)
-            self._in_flight += 1
+        await self._enter()
         try:
             pause = self._paused_until - self._clock()
             if pause > 0:
@@ -104,11 +151,7 @@ class RateGate:
             self.requests += 1
             yield
         finally:
-            async with changed:
-                self._in_flight -= 1
-                # Wake only as many waiters as may now enter (more when the limit has grown back);
-                # waking all of them on every release costs O(waiters) per call.
-                changed.notify(max(1, self.allowed - self._in_flight))
+            self._leave()
 
     def rate_limited(self, retry_after: float | None) -> None:
         self.throttle_events += 1
@@ -127,6 +170,7 @@ class RateGate:
         if self._successes >= self.allowed:
             self._successes = 0
             self.allowed += 1
+            self._grant()
 
     def report(self, seconds: float) -> dict[str, float | int]:
         return {

@@ -173,6 +173,7 @@ def _match_case(template: str, word: str) -> str:
     return word if word[:1].islower() else word[:1].lower() + word[1:]
 
 
+@lru_cache(maxsize=4096)
 def _word_pattern(word: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w'-]){re.escape(word)}(?![\w'-])", re.IGNORECASE)
 

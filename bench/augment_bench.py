@@ -75,6 +75,7 @@ def main() -> None:
         "embed:local adds the CPU time of the real embedding model",
     )
     parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--keep-log", type=Path, help="copy the mock server's request log here")
     args = parser.parse_args()
 
     from cli import main as cli_main
@@ -114,6 +115,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
+        if args.keep_log:
+            args.keep_log.write_text(log.read_text())
         requests = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     served = [r for r in requests if r["path"].endswith(("/chat/completions", "/embeddings"))]
     chats = [r for r in served if r["path"].endswith("/chat/completions")]

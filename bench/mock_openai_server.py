@@ -278,6 +278,12 @@ class ServerConfig:
     contradiction_markers: tuple[str, ...] = ("not ", "opposite")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a client opening 32 connections at once had most
+    # of its SYNs dropped and retried a second later, a stall no real provider shows.
+    request_queue_size = 512
+
+
 @dataclass
 class RequestLog:
     at: float
@@ -306,7 +312,7 @@ class MockOpenAIServer:
         self._lock = threading.Lock()
         self._random = random.Random(self.config.seed)
         self._recent: deque[float] = deque()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = _Server((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -20,7 +20,7 @@ from agents.resilience import FatalModelError, ModelCallFailed
 from agents.selector import ScoredCandidate
 from graphs.augment import AugmentContext, augment_graph, build_augment_graph
 from graphs.settings import AugmentSettings
-from graphs.state import CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
+from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
 from storage.checkpoints import CHECKPOINTS, open_checkpoints
 from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
@@ -140,16 +140,21 @@ def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOu
     return restored
 
 
-async def augment_seed(seed: Seed, context: AugmentContext, graph: Any = augment_graph) -> SeedOutcome:
-    """Run the seed's graph; with a checkpointer, continue the seed's thread where it stopped."""
+async def augment_seed(
+    seed: Seed, context: AugmentContext, graph: Any = augment_graph, *, resume: bool = True
+) -> SeedOutcome:
+    """Run the seed's graph; with a checkpointer, continue the seed's thread where it stopped.
+
+    `resume=False` (a new run directory, so no thread can exist yet) skips looking for one.
+    """
     if graph.checkpointer is None:
         result = await graph.ainvoke(AugmentInput(seed=seed), context=context)
     else:
         config = {"configurable": {"thread_id": seed.q_id}}
-        snapshot = await graph.aget_state(config)
-        if snapshot.next:  # stopped or failed mid-graph: go on from the last completed step
+        snapshot = await graph.aget_state(config) if resume else None
+        if snapshot is not None and snapshot.next:  # stopped or failed mid-graph: go on from the last completed step
             result = await graph.ainvoke(None, config, context=context, durability="async")
-        elif snapshot.values.get("samples") is not None and snapshot.values.get("stats"):
+        elif snapshot is not None and snapshot.values.get("samples") is not None and snapshot.values.get("stats"):
             result = snapshot.values  # finished before the process died, but never recorded
         else:
             result = await graph.ainvoke(
@@ -281,7 +286,7 @@ async def run_augmentation(
     async def one(seed: Seed, graph: Any) -> None:
         async with seeds_in_flight:
             try:
-                outcome = await augment_seed(seed, context, graph)
+                outcome = await augment_seed(seed, context, graph, resume=resume)
             except ModelCallFailed as exc:
                 outcome = SeedOutcome(seed=seed, failure=str(exc))
             outcomes[seed.q_id] = outcome
@@ -299,10 +304,17 @@ async def run_augmentation(
                 observer(outcome)
 
     stopped_by: BaseException | None = None
-    async with open_checkpoints(store.root / CHECKPOINTS, CHECKPOINTED_TYPES) as checkpointer:
+    checkpoints = store.root / CHECKPOINTS
+    async with open_checkpoints(checkpoints, CHECKPOINTED_TYPES, CHECKPOINTED_ROWS) as checkpointer:
         graph = build_augment_graph(checkpointer)
-        tasks = [asyncio.create_task(one(seed, graph)) for seed in seeds if seed.q_id not in outcomes]
+        tasks: list[asyncio.Task] = []
         try:
+            for seed in seeds:
+                if seed.q_id not in outcomes:
+                    tasks.append(asyncio.create_task(one(seed, graph)))
+                    # Let the new seed get to its first call before the next one is set up: started
+                    # all at once, every seed's set-up ran before the first request went out.
+                    await asyncio.sleep(0)
             await asyncio.gather(*tasks)
         except BaseException as exc:
             stopped_by = exc

@@ -63,4 +63,6 @@ class AugmentOutput:
 
 
 # Everything a checkpoint of the graph holds besides builtins: the types it may revive.
-CHECKPOINTED_TYPES: tuple[type, ...] = (Seed, ScoredCandidate, JudgedCandidate, SeedStats)
+CHECKPOINTED_TYPES: tuple[type, ...] = (AugmentInput, Seed, ScoredCandidate, JudgedCandidate, SeedStats)
+# The candidate records, whose lists a checkpoint stores as plain rows (storage/checkpoints.py).
+CHECKPOINTED_ROWS: tuple[type, ...] = (ScoredCandidate, JudgedCandidate)

@@ -84,3 +84,30 @@ async def test_a_finished_seed_is_not_run_again(tmp_path):
     await run(out, answer)
     report, paraphrase_calls, synonym_calls = await run(out, answer, resume=True)
     assert report.status == "completed" and paraphrase_calls == synonym_calls == 0
+
+
+def test_candidate_lists_are_stored_as_rows_and_come_back_as_the_same_records():
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from agents.selector import ScoredCandidate
+    from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, JudgedCandidate, SeedStats
+    from storage.checkpoints import RowsSerializer
+
+    kept = [ScoredCandidate(f"Men are better leaders {i}", "synonym", "Men lead better", 0.9) for i in range(30)]
+    judged = [JudgedCandidate(c.text, c.stage, c.base, c.similarity, i % 2 == 0) for i, c in enumerate(kept)]
+    checkpoint = {
+        "v": 4,
+        "id": "1",
+        "channel_values": {"seed": SEED, "variants": kept, "judged": judged, "stats": SeedStats(), "seen": ["a"]},
+    }
+    rows = RowsSerializer(CHECKPOINTED_ROWS, allowed_msgpack_modules=list(CHECKPOINTED_TYPES))
+    plain = JsonPlusSerializer(allowed_msgpack_modules=list(CHECKPOINTED_TYPES))
+
+    stored = rows.dumps_typed(checkpoint)
+    restored = rows.loads_typed(stored)
+
+    assert restored["channel_values"] == checkpoint["channel_values"]
+    assert all(type(c) is ScoredCandidate for c in restored["channel_values"]["variants"])
+    assert all(type(c) is JudgedCandidate for c in restored["channel_values"]["judged"])
+    assert rows.loads_typed(rows.dumps_typed(judged)) == judged  # a pending write holds one channel
+    assert len(stored[1]) < len(plain.dumps_typed(checkpoint)[1])

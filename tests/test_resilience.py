@@ -15,6 +15,7 @@ from agents.resilience import (
     ModelCallFailed,
     RateGate,
     RetryPolicy,
+    call_priority,
     is_transient_error,
     retry_after_seconds,
 )
@@ -133,16 +134,78 @@ async def test_the_gate_bounds_calls_in_flight():
     assert peak == 3
 
 
-async def test_the_gate_spaces_requests_evenly_at_the_rpm_limit():
-    gate = RateGate(CallLimits(concurrency=50, rpm=1200))  # one request every 51 ms
+async def test_the_gate_lets_a_small_burst_go_then_spaces_requests_at_the_rpm_limit():
+    gate = RateGate(CallLimits(concurrency=50, rpm=1200))  # 20 a second: a burst of 3, then every 51 ms
+    assert gate.burst == 3
     started = time.monotonic()
+    entered: list[float] = []
+
+    async def call():
+        async with gate.slot(1):
+            entered.append(time.monotonic() - started)
+
+    await asyncio.gather(*(call() for _ in range(23)))
+    assert max(entered[:3]) < 0.03  # the burst goes at once
+    assert entered[-1] >= 1.0  # the other 20 are paced: 20 gaps of ~51 ms
+
+
+def test_no_10_second_window_can_exceed_the_per_minute_limit():
+    for rpm in (1, 60, 500, 3000, 12000, 90000):
+        gate = RateGate(CallLimits(rpm=rpm))
+        limiter = gate._requests
+        assert limiter is not None and gate.burst >= 1
+        per_second = limiter.max_rate / limiter.time_period
+        # At most a full bucket plus 10 s of refill can pass in any 10 s (requests are whole numbers).
+        assert int(gate.burst + 10 * per_second) <= max(rpm / 6, 1), rpm
+
+
+async def test_waiting_calls_get_free_slots_by_priority_then_in_arrival_order():
+    gate = RateGate(CallLimits(concurrency=1))
+    release = asyncio.Event()
+    served: list[str] = []
+
+    async def holder():
+        async with gate.slot(1):
+            await release.wait()
+
+    async def call(name: str, priority: int):
+        with call_priority(priority):
+            async with gate.slot(1):
+                served.append(name)
+
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    waiting = [
+        asyncio.create_task(call(name, priority))
+        for name, priority in [("first stage", 0), ("last stage", -1), ("first stage again", 0)]
+    ]
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(held, *waiting)
+    assert served == ["last stage", "first stage", "first stage again"]
+
+
+async def test_a_call_cancelled_while_waiting_for_a_slot_takes_none():
+    gate = RateGate(CallLimits(concurrency=1))
+    release = asyncio.Event()
+
+    async def holder():
+        async with gate.slot(1):
+            await release.wait()
 
     async def call():
         async with gate.slot(1):
             pass
 
-    await asyncio.gather(*(call() for _ in range(21)))
-    assert time.monotonic() - started >= 1.0  # no burst: 20 gaps of ~51 ms
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(call())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    release.set()
+    await held
+    await asyncio.wait_for(call(), timeout=1.0)  # the freed slot went to nobody else
+    assert gate._in_flight == 0 and cancelled.cancelled()
 
 
 async def test_429_halves_the_allowed_concurrency_and_successes_restore_it():
