@@ -21,7 +21,7 @@ _NEGATIONS = frozenset({"not", "no", "never", "nor", "none", "nobody", "nothing"
 
 
 def _tokens(text: str) -> list[str]:
-    return [t.casefold() for t in _TOKEN.findall(text)]
+    return _TOKEN.findall(text.casefold())
 
 
 def _negations(tokens: list[str]) -> int:

@@ -35,12 +35,17 @@ _MAX_SYNONYM_CHARS = 32
 
 def content_words(sentence: str) -> list[str]:
     """The words of a sentence that may be replaced, in order of appearance, without repeats."""
+    return list(_content_words(sentence))
+
+
+@lru_cache(maxsize=4096)  # the prompt and the answer schema of a sentence both need them
+def _content_words(sentence: str) -> tuple[str, ...]:
     found: dict[str, str] = {}
     for match in _WORD.finditer(sentence):
         word = match.group(0)
         if len(word) > 1 and word.casefold() not in PROTECTED_WORDS:
             found.setdefault(word.casefold(), word)
-    return list(found.values())
+    return tuple(found.values())
 
 
 def render_synonym_request(sentence: str, max_synonyms: int) -> list[prompts.Message]:
@@ -225,6 +230,17 @@ def _usable_synonym(synonym: str, word: str, sentence_words: set[str]) -> bool:
     )
 
 
+def _replace_all(sentence: str, occurrences: list[re.Match[str]], synonym: str) -> str:
+    """The sentence with every occurrence replaced by the synonym, each in the case it had."""
+    parts: list[str] = []
+    end = 0
+    for match in occurrences:
+        parts += [sentence[end : match.start()], _match_case(match.group(0), synonym)]
+        end = match.end()
+    parts.append(sentence[end:])
+    return "".join(parts)
+
+
 def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: int) -> list[Substitution]:
     """Sentences with one content word replaced by one of its synonyms (whole words, case kept).
 
@@ -238,16 +254,15 @@ def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: in
         word = entry.word.strip()
         if not _WORD.fullmatch(word) or word.casefold() in PROTECTED_WORDS:
             continue
-        pattern = _word_pattern(word)
-        occurrence = pattern.search(sentence)
-        if occurrence is None:
+        occurrences = list(_word_pattern(word).finditer(sentence))
+        if not occurrences:
             continue
         options: list[Substitution] = []
         for synonym in entry.synonyms:
             synonym = synonym.strip()
-            if not _usable_synonym(synonym, occurrence.group(0), sentence_words):
+            if not _usable_synonym(synonym, occurrences[0].group(0), sentence_words):
                 continue
-            text = pattern.sub(lambda m, s=synonym: _match_case(m.group(0), s), sentence)
+            text = _replace_all(sentence, occurrences, synonym)
             key = normalize(text)
             if key in seen:
                 continue

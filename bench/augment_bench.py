@@ -1,6 +1,6 @@
 """Throughput of `augment` against the mock OpenAI server: how close to ideal is the orchestration?
 
-    .venv/bin/python -m bench.augment_bench --seeds 50 --concurrency 32 --latency 0.2 --rpm 12000
+    .venv/bin/python -m bench.augment_bench --seeds 50 --concurrency 32 --latency 0.2 --rpm 12000 --repeat 5
 
 The mock server runs in its own process (as a provider would), so the client is measured alone.
 Prints wall time, the ideal time (requests x latency / concurrency), their ratio, generator calls per
@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_KEY = "sk-bench-not-a-real-key"
@@ -61,32 +63,26 @@ def start_mock(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, s
     return server, line.rsplit(" on ", 1)[1].strip()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--rpm", type=float, default=12000.0)
-    parser.add_argument("--n", type=int, default=5)
-    parser.add_argument(
-        "--judge",
-        default="embed:openai:mock-embed",
-        help="judge spec; the default embeds on the mock server so the number measures orchestration, "
-        "embed:local adds the CPU time of the real embedding model",
-    )
-    parser.add_argument("--threshold", type=float, default=0.8)
-    parser.add_argument("--keep-log", type=Path, help="copy the mock server's request log here")
-    args = parser.parse_args()
+@dataclass
+class BenchRun:
+    code: int
+    wall: float  # the whole `cli.py augment` process, start-up included
+    run: float  # the manifest's duration: the run itself
+    requests: list[dict]  # the mock server's log of answered requests
+    manifest: dict
 
-    from cli import main as cli_main
 
-    os.environ["OPENAI_API_KEY"] = BENCH_KEY
+def augment_once(args: argparse.Namespace) -> BenchRun:
+    """One `cli.py augment` process against a fresh mock server, in a fresh run directory: nothing
+    (imports, caches, connections) carries over from one run to the next."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.jsonl"
         server, base_url = start_mock(args, log)
         try:
             out = Path(tmp) / "run"
-            flags = [
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve().parent.parent / "cli.py"),
                 "augment",
                 "--quiet",
                 "--generator",
@@ -109,7 +105,7 @@ def main() -> None:
                 str(out),
             ]
             started = time.perf_counter()
-            code = cli_main(flags)
+            code = subprocess.run(command, env={**os.environ, "OPENAI_API_KEY": BENCH_KEY}).returncode
             wall = time.perf_counter() - started
             manifest = json.loads((out / "manifest.json").read_text())
         finally:
@@ -119,13 +115,19 @@ def main() -> None:
             args.keep_log.write_text(log.read_text())
         requests = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     served = [r for r in requests if r["path"].endswith(("/chat/completions", "/embeddings"))]
+    return BenchRun(code, wall, manifest["duration_s"], served, manifest)
+
+
+def report(args: argparse.Namespace, result: BenchRun) -> float:
+    """Print one run's numbers; returns its ratio."""
+    served = result.requests
     chats = [r for r in served if r["path"].endswith("/chat/completions")]
-    run = manifest["duration_s"]
     ideal = len(served) * args.latency / args.concurrency
     rate_bound = max(ideal, len(served) * 60.0 / args.rpm)
     window10 = busiest_window([r["at"] for r in served], 10.0)
     window1 = busiest_window([r["at"] for r in served], 1.0)
-    print(f"exit code                 {code}")
+    ratio = result.run / ideal
+    print(f"exit code                 {result.code}")
     print(
         f"seeds                     {args.seeds}  (n={args.n}, concurrency={args.concurrency}, "
         f"latency={args.latency}s, judge={args.judge})"
@@ -134,15 +136,52 @@ def main() -> None:
         f"requests                  {len(served)}  ({len(chats)} chat = {len(chats) / args.seeds:.2f} "
         f"generator calls per seed, {len(served) - len(chats)} embedding)"
     )
-    print(f"wall time                 {wall:.2f} s  (run {run:.2f} s, the rest is start-up)")
+    print(f"wall time                 {result.wall:.2f} s  (run {result.run:.2f} s, the rest is start-up)")
     print(f"ideal time                {ideal:.2f} s  (requests x latency / concurrency)")
-    print(f"ratio                     {run / ideal:.2f}  (run / ideal; {wall / ideal:.2f} with start-up)")
+    print(f"ratio                     {ratio:.2f}  (run / ideal; {result.wall / ideal:.2f} with start-up)")
     if rate_bound > ideal:
-        print(f"rate-bound ideal          {rate_bound:.2f} s  (requests / rpm) -> ratio {run / rate_bound:.2f}")
+        print(f"rate-bound ideal          {rate_bound:.2f} s  (requests / rpm) -> ratio {result.run / rate_bound:.2f}")
     print(f"busiest 10 s window       {window10} requests = {window10 * 6} per minute (limit {args.rpm:g})")
     print(f"busiest 1 s window        {window1} requests = {window1 * 60} per minute (limit {args.rpm:g})")
-    print(f"rate report               {manifest['rate']}")
-    print(f"ledger                    {manifest['ledger']}")
+    print(f"rate report               {result.manifest['rate']}")
+    print(f"ledger                    {result.manifest['ledger']}")
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--rpm", type=float, default=12000.0)
+    parser.add_argument("--n", type=int, default=5)
+    parser.add_argument(
+        "--judge",
+        default="embed:openai:mock-embed",
+        help="judge spec; the default embeds on the mock server so the number measures orchestration, "
+        "embed:local adds the CPU time of the real embedding model",
+    )
+    parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs, each a fresh process with a fresh mock server and run directory; the median ratio "
+        "is printed last, since a shared 2-core machine varies by a few percent from run to run",
+    )
+    parser.add_argument("--keep-log", type=Path, help="copy the (last run's) mock server request log here")
+    args = parser.parse_args()
+
+    ratios = []
+    for index in range(args.repeat):
+        if args.repeat > 1:
+            print(f"--- run {index + 1} of {args.repeat}")
+        ratios.append(report(args, augment_once(args)))
+    if args.repeat > 1:
+        print(
+            f"median ratio              {statistics.median(ratios):.2f}  "
+            f"(runs: {' '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 if __name__ == "__main__":

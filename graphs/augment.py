@@ -188,10 +188,10 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
     return {"substitutions": candidates, "stats": stats}
 
 
-# A seed's last call (the judge's) goes ahead of other seeds' earlier calls when slots are scarce:
-# each seed then finishes, and its results are written, while other calls are still in flight,
-# instead of every seed finishing in one burst at the end of the run (the benchmark's tail shrank
-# from ~0.3 s to ~0.06 s).
+# A seed's last call (the judge's) goes ahead of other seeds' earlier calls when slots are scarce,
+# so seeds finish (and are written to samples.jsonl) steadily through the run: on the 50-seed
+# benchmark the first seed finished at 1.3 s of 3.1 and one every ~0.1 s after, against all 50 in
+# the last 0.6 s in first-come order, at the same total time. A stopped run then has more seeds done.
 FINAL_CALL_PRIORITY = -1
 
 
@@ -240,3 +240,8 @@ def build_augment_graph(checkpointer: BaseCheckpointSaver | None = None):
 
 
 augment_graph = build_augment_graph()
+
+
+def with_checkpoints(checkpointer: BaseCheckpointSaver):
+    """The compiled graph with a checkpointer attached (compiling it again took ~20 ms per run)."""
+    return augment_graph.copy({"checkpointer": checkpointer})

@@ -18,7 +18,7 @@ import prompts
 from agents.factory import ModelServices
 from agents.resilience import FatalModelError, ModelCallFailed
 from agents.selector import ScoredCandidate
-from graphs.augment import AugmentContext, augment_graph, build_augment_graph
+from graphs.augment import AugmentContext, augment_graph, with_checkpoints
 from graphs.settings import AugmentSettings
 from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
 from storage.checkpoints import CHECKPOINTS, open_checkpoints
@@ -175,6 +175,9 @@ class ManifestBuilder:
         self.settings = settings
         self.services = services
         self.context = context
+        # The environment is read before the run's clock starts (parsing package metadata takes
+        # ~40 ms, and it is the same for every run of the process).
+        self.packages = package_versions()
         self.started_at = now_iso()
         self._clock = time.perf_counter()
 
@@ -213,9 +216,9 @@ class ManifestBuilder:
             "judge": self.context.judge.spec,
             "prompts": {
                 name: {"file": f"prompts/{name}.jinja", "sha256": prompts.template(name).sha256}
-                for name in (prompts.PARAPHRASE, prompts.SYNONYMS, prompts.EQUIVALENCE)
+                for name in prompts.AUGMENT_PROMPTS
             },
-            "packages": package_versions(),
+            "packages": self.packages,
             "counts": {
                 "seeds": total_seeds,
                 "seeds_done": len(done),
@@ -306,7 +309,7 @@ async def run_augmentation(
     stopped_by: BaseException | None = None
     checkpoints = store.root / CHECKPOINTS
     async with open_checkpoints(checkpoints, CHECKPOINTED_TYPES, CHECKPOINTED_ROWS) as checkpointer:
-        graph = build_augment_graph(checkpointer)
+        graph = with_checkpoints(checkpointer)
         tasks: list[asyncio.Task] = []
         try:
             for seed in seeds:

@@ -28,6 +28,8 @@ _environment = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=False,
     autoescape=False,
+    # Templates ship with the package: no need to stat the file again on every render.
+    auto_reload=False,
 )
 
 
@@ -72,15 +74,22 @@ def split_chat(text: str, *, source: str) -> list[Message]:
 
 @cache
 def template(name: str) -> PromptTemplate:
+    """The named template, compiled on first use so that a broken file fails before any call."""
     found = PromptTemplate(name)
     if not found.path.exists():
         raise PromptError(f"prompt template {found.path} does not exist")
+    try:
+        _environment.get_template(f"{name}.jinja")
+    except jinja2.TemplateSyntaxError as exc:
+        raise PromptError(f"prompt template {found.path} line {exc.lineno}: {exc.message}") from exc
     return found
 
 
 PARAPHRASE = "paraphrase_v1"
 SYNONYMS = "synonyms_v1"
 EQUIVALENCE = "equivalence_v1"
+# The templates an augment run may render (and names in its manifest).
+AUGMENT_PROMPTS = (PARAPHRASE, SYNONYMS, EQUIVALENCE)
 
 
 class WordSynonyms(BaseModel):

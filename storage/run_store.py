@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiofiles
 import aiofiles.os
+import orjson
 
 from storage.records import SampleRecord
 
@@ -91,7 +92,7 @@ class RunStore:
         if not candidates:
             return
         payload = "".join(
-            json.dumps({"seed_id": seed_id, **c}, ensure_ascii=False) + "\n" for c in candidates
+            orjson.dumps({"seed_id": seed_id, **c}).decode() + "\n" for c in candidates
         )
         await _append(self.candidates_path, payload)
 
