@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from agents.resilience import (
     describe_error,
     is_transient_error,
     retry_after_seconds,
+    within,
 )
 from storage.ledger import CallLedger, LedgerEntry, call_key
 
@@ -108,9 +108,7 @@ class ResilientChatModel:
         """One request to the provider, inside a concurrency / rate slot."""
         async with self.gate.slot(estimate_tokens_of(lc_messages, limit)):
             started = time.perf_counter()  # time in the model, not in the queue for a slot
-            answer = await asyncio.wait_for(
-                self.chat.ainvoke(lc_messages, **args), timeout=self.gate.limits.timeout_s
-            )
+            answer = await within(self.chat.ainvoke(lc_messages, **args), self.gate.limits.timeout_s)
         usage.seconds += time.perf_counter() - started
         meta = getattr(answer, "usage_metadata", None) or {}
         entry = LedgerEntry(

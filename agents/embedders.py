@@ -22,6 +22,7 @@ from agents.resilience import (
     UsageMeter,
     describe_error,
     is_transient_error,
+    within,
 )
 from storage.ledger import CallLedger, embedding_key
 
@@ -133,7 +134,7 @@ class ApiEmbedder:
                 # A provider that can hand back a float32 matrix skips the list-of-floats detour.
                 matrix = getattr(self.embeddings, "aembed_matrix", None)
                 request = matrix(texts) if matrix is not None else self.embeddings.aembed_documents(texts)
-                return await asyncio.wait_for(request, timeout=self.gate.limits.timeout_s)
+                return await within(request, self.gate.limits.timeout_s)
 
         try:
             vectors = await self.policy.run(

@@ -15,6 +15,7 @@ import heapq
 import itertools
 import json
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,15 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await with a deadline (raising TimeoutError). On Python 3.11+ the awaitable runs in the
+    caller's task; `asyncio.wait_for` there wraps every call in a task of its own."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 class MalformedResponse(RuntimeError):
