@@ -3,8 +3,8 @@
 langchain-openai hands its request to the OpenAI SDK's typed `create` / `parse`, which walks every
 message and the whole JSON schema through its TypedDict transformer before sending: ~6 ms of CPU per
 call here (measured on the 2-core machine: 9.9 ms per structured call through `ChatOpenAI.ainvoke`,
-4.4 ms through the SDK's plain `post`, ~2 ms posting over aiohttp). At 32 calls in flight that CPU
-is what the run waits on, not the provider. These subclasses keep langchain-openai's payload building
+4.4 ms through the SDK's plain `post`, 0.6 ms posting over aiohttp without LangChain's run
+bookkeeping). At 32 calls in flight that CPU is what the run waits on, not the provider. These subclasses keep langchain-openai's payload building
 and result parsing, and post the already-plain JSON body through `OpenAIHttp` (agents/openai_http.py),
 which takes base URL, key and headers from the SDK client and raises the SDK's error types; clients
 with other authentication fall back to the SDK's documented `post`.

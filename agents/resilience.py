@@ -92,10 +92,12 @@ class RateGate:
     once, then they are spaced evenly. The bucket is as large as it can be while no 10-second window
     ever sees more than its share of the per-minute limit (burst + 10 s x rate <= rpm / 6); a bucket
     of a whole minute's quota would let it all out at once, and a bucket of one made every burst of
-    calls (the run's start, a seed's parallel synonym calls) queue at the limiter. On a 429 the allowed concurrency halves and new calls wait out the
-    server's Retry-After; each run of successes as long as the current limit raises it by one again
-    (additive increase, multiplicative decrease). Calls waiting for a slot are served by
-    `CALL_PRIORITY`, then in arrival order.
+    calls (the run's start, a seed's parallel synonym calls) queue at the limiter.
+
+    On a 429 the allowed concurrency halves and new calls wait out the server's Retry-After; each
+    run of successes as long as the current limit raises it by one again (additive increase,
+    multiplicative decrease). Calls waiting for a slot are served by `CALL_PRIORITY`, then in
+    arrival order.
     """
 
     def __init__(self, limits: CallLimits, *, clock: Callable[[], float] = time.monotonic) -> None:

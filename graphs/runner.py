@@ -152,10 +152,12 @@ async def augment_seed(
     else:
         config = {"configurable": {"thread_id": seed.q_id}}
         snapshot = await graph.aget_state(config) if resume else None
-        if snapshot is not None and snapshot.next:  # stopped or failed mid-graph: go on from the last completed step
+        values = snapshot.values if snapshot is not None else {}
+        if snapshot is not None and snapshot.next:
+            # stopped or failed mid-graph: go on from the last completed step
             result = await graph.ainvoke(None, config, context=context, durability="async")
-        elif snapshot is not None and snapshot.values.get("samples") is not None and snapshot.values.get("stats"):
-            result = snapshot.values  # finished before the process died, but never recorded
+        elif values.get("samples") is not None and values.get("stats"):
+            result = values  # finished before the process died, but never recorded
         else:
             result = await graph.ainvoke(
                 AugmentInput(seed=seed), config, context=context, durability="async"

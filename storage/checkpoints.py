@@ -140,4 +140,3 @@ async def open_checkpoints(
         saver = InLoopSqliteSaver(connection, serde=serde)
         saver.setup()  # switches the file to WAL
         yield saver
-

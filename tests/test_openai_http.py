@@ -62,7 +62,10 @@ async def test_a_post_carries_the_sdk_clients_key_organization_project_and_heade
     ],
 )
 async def test_error_answers_raise_the_sdks_own_error_types(fault, error, transient):
-    with serve(fault_rate=1.0, fault_kinds=(fault,), retry_after_s=0.7) as server, pytest.raises(error) as caught:
+    with (
+        serve(fault_rate=1.0, fault_kinds=(fault,), retry_after_s=0.7) as server,
+        pytest.raises(error) as caught,
+    ):
         await post(sdk_client(server.base_url))
 
     assert caught.value.status_code == int(fault)
@@ -81,7 +84,10 @@ async def test_a_wrong_key_raises_authentication_error_which_is_not_retried():
 
 
 async def test_a_garbled_body_is_a_transient_decode_error():
-    with serve(fault_rate=1.0, fault_kinds=("malformed",)) as server, pytest.raises(json.JSONDecodeError) as caught:
+    with (
+        serve(fault_rate=1.0, fault_kinds=("malformed",)) as server,
+        pytest.raises(json.JSONDecodeError) as caught,
+    ):
         await post(sdk_client(server.base_url))
 
     assert is_transient_error(caught.value)
@@ -146,3 +152,16 @@ async def test_lean_embeddings_decode_the_servers_vectors_in_input_order():
     assert matrix.shape[0] == 3 and matrix.dtype.name == "float32"
     assert (matrix[0] == matrix[2]).all() and not (matrix[0] == matrix[1]).all()
     assert request.body["encoding_format"] == "base64"
+
+
+async def test_clients_the_direct_path_cannot_serve_go_through_the_sdk(monkeypatch):
+    monkeypatch.setattr(OpenAIHttp, "supports", staticmethod(lambda client: False))
+    with serve() as server:
+        chat = LeanChatOpenAI(model="mock-model", api_key=FAKE_KEY, base_url=server.base_url, max_retries=0)
+        answer = await chat.ainvoke([HumanMessage("Say hello.")])
+        await chat.aclose()
+        (request,) = server.requests()
+
+    assert answer.text
+    assert chat._direct_http is None  # the SDK's own client posted it
+    assert request.headers["user-agent"].startswith("AsyncOpenAI/Python")
