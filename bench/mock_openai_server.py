@@ -396,6 +396,10 @@ class MockOpenAIServer:
                 raw: bytes | None = None,
             ) -> None:
                 body = raw if raw is not None else json.dumps(payload).encode()
+                pending, self._pending_log = getattr(self, "_pending_log", None), None
+                if pending is not None:
+                    # Logged before the answer goes out: a client that has its answer sees it logged.
+                    server._record(RequestLog(time.time(), status=status, **pending))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -438,8 +442,14 @@ class MockOpenAIServer:
                 fault = server._admit()
                 if server.config.latency_s:
                     time.sleep(server.config.latency_s)
-                status = self._serve(body, fault)
-                server._record(RequestLog(time.time(), self.path, status, fault, body, headers, arrived))
+                self._pending_log = {
+                    "path": self.path,
+                    "fault": fault,
+                    "body": body,
+                    "headers": headers,
+                    "arrived": arrived,
+                }
+                self._serve(body, fault)
 
             def _serve(self, body: dict[str, Any], fault: str | None) -> int:
                 retry = {"Retry-After": f"{server.config.retry_after_s:g}"}
