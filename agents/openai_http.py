@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import openai
@@ -53,6 +55,18 @@ def status_error(status: int, headers: dict[str, str], content: bytes, url: str)
     return kind(f"Error code: {status} - {body}", response=response, body=detail)
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY name for `url`, as the SDK's httpx client would use.
+
+    Looked up once per client: aiohttp's `trust_env` looks the environment (and ~/.netrc) up on every
+    request, which cost ~0.8 ms of CPU per call.
+    """
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class OpenAIHttp:
     """POSTs JSON bodies for one SDK client; one aiohttp session per event loop, closed by `aclose`."""
 
@@ -62,6 +76,7 @@ class OpenAIHttp:
         # The SDK marks headers it should leave out (no organization set) with Omit objects.
         self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
         self._pool = pool
+        self._proxy = environment_proxy(self._base)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,7 +102,9 @@ class OpenAIHttp:
         url = self._base + path
         session = self._session_in_running_loop()
         try:
-            async with session.post(url, data=orjson.dumps(body), headers=self._headers) as response:
+            async with session.post(
+                url, data=orjson.dumps(body), headers=self._headers, proxy=self._proxy
+            ) as response:
                 content = await response.read()
                 status = response.status
                 headers = dict(response.headers) if status >= 400 else {}

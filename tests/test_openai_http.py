@@ -165,3 +165,16 @@ async def test_clients_the_direct_path_cannot_serve_go_through_the_sdk(monkeypat
     assert answer.text
     assert chat._direct_http is None  # the SDK's own client posted it
     assert request.headers["user-agent"].startswith("AsyncOpenAI/Python")
+
+
+def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(monkeypatch):
+    from agents.openai_http import environment_proxy
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert environment_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert environment_proxy("http://10.0.0.5:8000/v1") is None  # only HTTPS_PROXY is set
+    monkeypatch.setenv("NO_PROXY", "api.openai.com")
+    assert environment_proxy("https://api.openai.com/v1") is None
