@@ -9,8 +9,8 @@ and project headers, the user's default headers), and failures are raised as the
 (`RateLimitError` with its response headers, `AuthenticationError`, `APIConnectionError`, ...), so
 the retry layer and error messages see exactly what the SDK would have raised.
 
-Only plain API-key clients take this path; other authentication (workload identity, providers)
-stays with the SDK (`OpenAIHttp.supports`).
+Only plain API-key clients without default query parameters take this path; other authentication
+(workload identity, providers) and query parameters stay with the SDK (`OpenAIHttp.supports`).
 """
 
 from __future__ import annotations
@@ -83,8 +83,13 @@ class OpenAIHttp:
 
     @staticmethod
     def supports(client: openai.AsyncOpenAI) -> bool:
-        """Whether the client authenticates with a plain API key (the only kind handled here)."""
-        return bool(client.api_key) and getattr(client, "workload_identity", None) is None
+        """Whether the client authenticates with a plain API key and adds no query parameters (as an
+        Azure-style `api-version` would): the only kind handled here."""
+        return (
+            bool(client.api_key)
+            and getattr(client, "workload_identity", None) is None
+            and not client.default_query
+        )
 
     def _session_in_running_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

@@ -178,3 +178,8 @@ def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(monkeypat
     assert environment_proxy("http://10.0.0.5:8000/v1") is None  # only HTTPS_PROXY is set
     monkeypatch.setenv("NO_PROXY", "api.openai.com")
     assert environment_proxy("https://api.openai.com/v1") is None
+
+
+def test_only_plain_key_clients_without_query_parameters_take_the_direct_path():
+    assert OpenAIHttp.supports(sdk_client("http://127.0.0.1:1/v1"))
+    assert not OpenAIHttp.supports(sdk_client("http://127.0.0.1:1/v1", default_query={"api-version": "1"}))
