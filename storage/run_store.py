@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import aiofiles
@@ -69,6 +69,23 @@ async def _replace(path: Path, text: str) -> None:
     await aiofiles.os.replace(temporary, path)
 
 
+def _json_line(record: dict) -> str:
+    return orjson.dumps(record).decode() + "\n"
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    """The JSON objects of a JSONL file in order, skipping lines a kill tore; none if it is missing."""
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
 def _dumps(record: SampleRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
 
@@ -91,46 +108,24 @@ class RunStore:
         """Every judged candidate of a seed, for `rejudge`; one write per seed, like the samples."""
         if not candidates:
             return
-        payload = "".join(
-            orjson.dumps({"seed_id": seed_id, **c}).decode() + "\n" for c in candidates
-        )
-        await _append(self.candidates_path, payload)
+        await _append(self.candidates_path, "".join(_json_line({"seed_id": seed_id, **c}) for c in candidates))
 
     def read_candidates(self) -> list[dict]:
-        if not self.candidates_path.exists():
-            return []
-        found: list[dict] = []
-        for line in self.candidates_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill
-            if isinstance(record, dict) and {"seed_id", "text", "stage", "base"} <= record.keys():
-                found.append(record)
-        return found
+        needed = {"seed_id", "text", "stage", "base"}
+        return [record for record in _json_lines(self.candidates_path) if needed <= record.keys()]
 
     async def keep_candidates_of(self, seed_ids: set[str]) -> None:
         """Drop candidates of seeds that did not finish (they are made again on resume)."""
         kept = [c for c in self.read_candidates() if c["seed_id"] in seed_ids]
-        await _replace(self.candidates_path, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept))
+        await _replace(self.candidates_path, "".join(_json_line(c) for c in kept))
 
     async def append_progress(self, record: dict) -> None:
         """Mark a seed finished; written after its samples, so a marked seed's samples are complete."""
-        await _append(self.progress_path, json.dumps(record, ensure_ascii=False) + "\n")
+        await _append(self.progress_path, _json_line(record))
 
     def read_progress(self) -> dict[str, dict]:
         """The last progress record of every seed; a torn last line (killed mid-write) is ignored."""
-        found: dict[str, dict] = {}
-        if not self.progress_path.exists():
-            return found
-        for line in self.progress_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "seed_id" in record:
-                found[str(record["seed_id"])] = record
-        return found
+        return {str(r["seed_id"]): r for r in _json_lines(self.progress_path) if "seed_id" in r}
 
     def read_complete_samples(self, seed_ids: set[str]) -> list[SampleRecord]:
         """Samples of the given seeds, skipping torn lines and samples of unfinished seeds."""
