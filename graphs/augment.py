@@ -220,8 +220,8 @@ async def select(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     return {"samples": select_samples(pool, state.seed.q_content, runtime.context.params.m)}
 
 
-def build_augment_graph(checkpointer: BaseCheckpointSaver | None = None):
-    """The per-seed graph; with a checkpointer, each seed is a thread whose steps survive a restart."""
+def build_augment_graph():
+    """The per-seed graph, compiled without a checkpointer (`with_checkpoints` attaches one)."""
     graph = StateGraph(
         AugmentState, context_schema=AugmentContext, input_schema=AugmentInput, output_schema=AugmentOutput
     )
@@ -236,12 +236,13 @@ def build_augment_graph(checkpointer: BaseCheckpointSaver | None = None):
     graph.add_edge("propose_synonyms", "judge_substitutions")
     graph.add_edge("judge_substitutions", "select_samples")
     graph.add_edge("select_samples", END)
-    return graph.compile(checkpointer=checkpointer)
+    return graph.compile()
 
 
 augment_graph = build_augment_graph()
 
 
 def with_checkpoints(checkpointer: BaseCheckpointSaver):
-    """The compiled graph with a checkpointer attached (compiling it again took ~20 ms per run)."""
+    """The compiled graph with a checkpointer attached, so each seed is a thread whose steps survive a
+    restart (a copy: compiling the graph again took ~20 ms per run)."""
     return augment_graph.copy({"checkpointer": checkpointer})

@@ -26,3 +26,8 @@ def mock_openai(no_provider_env):
     no_provider_env.setenv("OPENAI_API_KEY", FAKE_KEY)
     with MockOpenAIServer(ServerConfig(api_key=FAKE_KEY)) as server:
         yield server
+
+
+def mock_augment_args(server, *flags: str) -> list[str]:
+    """`cli.py augment` arguments for the mock server's generator (quiet), followed by `flags`."""
+    return ["augment", "--quiet", "--generator", "openai:mock-model", "--base-url", server.base_url, *flags]

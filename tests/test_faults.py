@@ -7,15 +7,13 @@ import pytest
 from bench.mock_openai_server import FAULT_KINDS, MockOpenAIServer, ServerConfig
 from cli import main
 from storage.seeds import DEFAULT_SEEDS, load_seeds
-from tests.conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY, mock_augment_args
 
 pytestmark = pytest.mark.integration
 
 
 def augment(server, *flags):
-    return main(
-        ["augment", "--quiet", "--generator", "openai:mock-model", "--base-url", server.base_url, *flags]
-    )
+    return main(mock_augment_args(server, *flags))
 
 
 def test_twenty_percent_faults_of_every_kind_still_finish_every_seed(tmp_path, no_provider_env):

@@ -13,7 +13,7 @@ import pytest
 
 from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 from cli import main
-from tests.conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY, mock_augment_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,24 +26,8 @@ def generator_calls(server):
 
 def start(server, out):
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "HF_HUB_OFFLINE": "1"}
-    command = [
-        sys.executable,
-        "cli.py",
-        "augment",
-        "--quiet",
-        "--generator",
-        "openai:mock-model",
-        "--base-url",
-        server.base_url,
-        "--limit",
-        SEEDS,
-        "--n",
-        "3",
-        "--concurrency",
-        "2",
-        "--out",
-        str(out),
-    ]
+    flags = ["--limit", SEEDS, "--n", "3", "--concurrency", "2", "--out", str(out)]
+    command = [sys.executable, "cli.py", *mock_augment_args(server, *flags)]
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -72,8 +56,7 @@ def server(no_provider_env):
 @pytest.fixture
 def uninterrupted(tmp_path, server):
     out = tmp_path / "whole"
-    flags = ["--generator", "openai:mock-model", "--base-url", server.base_url, "--limit", SEEDS, "--n", "3"]
-    assert main(["augment", "--quiet", *flags, "--out", str(out)]) == 0
+    assert main(mock_augment_args(server, "--limit", SEEDS, "--n", "3", "--out", str(out))) == 0
     calls = generator_calls(server)
     server.log.clear()
     return out, calls

@@ -9,27 +9,13 @@ import pytest
 
 from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 from cli import main
-from tests.conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY, mock_augment_args
 
 pytestmark = pytest.mark.integration
 
 
 def augment(out, server, *flags, limit=3):
-    return main(
-        [
-            "augment",
-            "--quiet",
-            "--generator",
-            "openai:mock-model",
-            "--base-url",
-            server.base_url,
-            "--limit",
-            str(limit),
-            "--out",
-            str(out),
-            *flags,
-        ]
-    )
+    return main(mock_augment_args(server, "--limit", str(limit), "--out", str(out), *flags))
 
 
 def read_jsonl(path):
