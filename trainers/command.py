@@ -74,6 +74,7 @@ def add_train_parser(subparsers) -> None:
         elif annotation in (int, float, Path, str):
             kwargs["type"] = annotation
         parser.add_argument(flag, **kwargs)
+    parser.set_defaults(handler=run_train)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -141,15 +142,3 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m trainers.command ...`) until the project CLI wires `train` in."""
-    parser = argparse.ArgumentParser(prog="python -m trainers.command")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_parser(sub)
-    return run_train(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
