@@ -77,6 +77,16 @@ def add_augment_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="Keep candidates that swap opposed words or flip the negation (the judge alone decides).",
     )
+    p.add_argument(
+        "--synonyms", choices=["auto", "generator", "wordnet", "generator+wordnet"], help=_help("synonyms")
+    )
+    p.add_argument(
+        "--strict-meaning",
+        dest="strict_meaning",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=_help("strict_meaning"),
+    )
     p.add_argument("--sample-seed", dest="sample_seed", type=int, help=_help("sample_seed"))
     p.add_argument(
         "--resume",
@@ -126,6 +136,8 @@ RESULT_FIELDS = (
     "temperature",
     "sample_seed",
     "inversion_guard",
+    "synonyms",
+    "strict_meaning",
 )
 
 
@@ -186,9 +198,11 @@ def _default_out() -> Path:
 def run_augment(args: argparse.Namespace) -> int:
     import prompts
     from agents.factory import ModelServices, create_chat_model, create_judge
+    from agents.guards import MeaningGuard
     from agents.preflight import preflight
     from agents.resilience import CallLimits, FatalModelError
     from agents.specs import SpecError
+    from agents.thesaurus import default_thesaurus
     from graphs.augment import AugmentContext, AugmentParams
     from graphs.progress import RunProgress, print_summary
     from graphs.runner import run_augmentation
@@ -202,6 +216,7 @@ def run_augment(args: argparse.Namespace) -> int:
         prepare_run_dir,
     )
     from storage.seeds import SeedFileError, load_seeds
+    from storage.wordnet import WordNetMissing
 
     resume_dir = args.resume
     if resume_dir is None and args.out is not None and (args.out / MANIFEST).exists():
@@ -247,9 +262,19 @@ def run_augment(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
+    synonym_source = settings.resolved_synonym_source()
+    strict = settings.resolved_strict_meaning()
+    thesaurus = None
+    if synonym_source != "generator" or strict or settings.inversion_guard:
+        try:
+            thesaurus = default_thesaurus()
+        except WordNetMissing as exc:
+            raise UserError(str(exc)) from None
     context = AugmentContext(
         generator=generator,
         judge=judge,
+        guard=MeaningGuard(thesaurus, strict=strict) if settings.inversion_guard else None,
+        thesaurus=thesaurus,
         params=AugmentParams(
             n=settings.n,
             m=settings.m,
@@ -259,6 +284,8 @@ def run_augment(args: argparse.Namespace) -> int:
             temperature=settings.temperature,
             sample_seed=settings.sample_seed,
             inversion_guard=settings.inversion_guard,
+            synonym_source=synonym_source,
+            strict_meaning=strict,
         ),
     )
     progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)

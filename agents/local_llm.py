@@ -43,17 +43,44 @@ def embedded_gguf_path() -> Path:
 
 # One llama.cpp context per model file per process: the generator and an `llm:local` judge share it.
 _LOAD_LOCK = threading.Lock()
+# Room for the KV states of the recent prompts (~10 MB each for our ~400-token prompts): the shared
+# system and few-shot turns of the templates in use.
+PROMPT_CACHE_BYTES = 96 << 20
+
+
+def _compact_prompt_cache(capacity_bytes: int):
+    """llama-cpp-python's RAM cache, but bounded by what its entries really hold.
+
+    The stock cache counts only the llama.cpp state, yet each entry also keeps a copy of the
+    logits of every prompt token (n_tokens x 49152 floats: ~80 MB for a 400-token prompt), so a cache
+    "capped" at 512 MB grew the process to 6.9 GB. Restoring a state re-evaluates the last token
+    anyway, so the logits are dropped and the cap counts all the bytes an entry keeps.
+    """
+    from llama_cpp import LlamaRAMCache
+
+    class CompactRAMCache(LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(
+                s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in self.cache_state.values()
+            )
+
+        def __setitem__(self, key, value) -> None:
+            value.scores = value.scores[-1:].copy()  # the last row, so restoring still broadcasts
+            super().__setitem__(key, value)
+
+    return CompactRAMCache(capacity_bytes=capacity_bytes)
 
 
 @cache
 def _load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
-    from llama_cpp import Llama, LlamaRAMCache
+    from llama_cpp import Llama
 
     with _LOAD_LOCK:
         llama = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_batch=512, verbose=False)
         # On 2 cores prompt evaluation (~110 tokens/s) costs more than generation: keep the KV state of
         # recent prompts so the shared system prompt and few-shot turns of a template are evaluated once.
-        llama.set_cache(LlamaRAMCache(capacity_bytes=512 << 20))
+        llama.set_cache(_compact_prompt_cache(PROMPT_CACHE_BYTES))
     # A llama.cpp context is not re-entrant, and shares the cores with torch: see agents.local_compute.
     return llama, LOCAL_COMPUTE
 

@@ -8,25 +8,30 @@ fewer calls, the same data.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import zip_longest
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 import prompts
 from agents.chat import AnswerSchema, answer_schema
 from agents.json_answers import MalformedOutput, load_json_answer
-from agents.text import normalize
+from agents.text import FRAME_WORDS, FUNCTION_WORDS, KEY_WORDS, LIGHT_VERBS, normalize
+
+if TYPE_CHECKING:
+    from agents.thesaurus import Thesaurus
 
 # Letters, with single spaces, hyphens or apostrophes between them ("right-wing", "men's").
 _SYNONYM_SHAPE = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$", re.UNICODE)
 _MAX_SYNONYM_WORDS = 3
 
-# Function words (and the negations and quantifiers among them) never get replaced: swapping
-# "never" for "always" or "more" for "less" is how a substitution inverts a survey statement.
-PROTECTED_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"not", "no", "nor", "never", "should", "must"}
+# Function words, the words that carry polarity, modality and quantity, light verbs and the survey's
+# frames are never replaced: swapping "never" for "always", "more" for "less" or "terms" for
+# "adjectives" is how a substitution changes what a survey statement asks.
+PROTECTED_WORDS = FUNCTION_WORDS | KEY_WORDS | LIGHT_VERBS | FRAME_WORDS
 
 
 _WORD = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*", re.UNICODE)
@@ -151,13 +156,22 @@ def parse_synonym_table(raw: str, *, max_synonyms: int = 5) -> prompts.SynonymTa
     return prompts.SynonymTable(words=words[:16])
 
 
+# Decides whether a proposed replacement is a synonym of the word (e.g. `Thesaurus.are_synonyms`).
+SynonymCheck = Callable[[str, str], bool]
+
+
 def parse_substitutions(
-    raw: str, sentence: str, *, max_synonyms: int, max_candidates: int
+    raw: str,
+    sentence: str,
+    *,
+    max_synonyms: int,
+    max_candidates: int,
+    check: SynonymCheck | None = None,
 ) -> list[Substitution]:
     """The substitutions an answer yields for `sentence`; an answer that yields none is malformed,
     so the resilience layer asks again (for the local model, under a grammar)."""
     table = parse_synonym_table(raw, max_synonyms=max_synonyms)
-    substitutions = substitute(sentence, table, max_candidates=max_candidates)
+    substitutions = substitute(sentence, table, max_candidates=max_candidates, check=check)
     if not substitutions:
         raise MalformedOutput("no listed word of the sentence has a usable synonym")
     return substitutions
@@ -230,21 +244,42 @@ def _usable_synonym(synonym: str, word: str, sentence_words: set[str]) -> bool:
     )
 
 
+_ARTICLE_BEFORE = re.compile(r"(?<![\w'-])(an?)(\s+)$", re.IGNORECASE)
+
+
+def _fit_article(text_before: str, word: str) -> str:
+    """Fix an "a" / "an" right before the new word ("a job" -> "an occupation")."""
+    match = _ARTICLE_BEFORE.search(text_before)
+    if not match:
+        return text_before
+    article = "an" if word[:1].lower() in "aeiou" else "a"
+    if match.group(1)[:1].isupper():
+        article = article.capitalize()
+    return text_before[: match.start()] + article + match.group(2)
+
+
 def _replace_all(sentence: str, occurrences: list[re.Match[str]], synonym: str) -> str:
     """The sentence with every occurrence replaced by the synonym, each in the case it had."""
     parts: list[str] = []
     end = 0
     for match in occurrences:
-        parts += [sentence[end : match.start()], _match_case(match.group(0), synonym)]
+        parts += [_fit_article(sentence[end : match.start()], synonym), _match_case(match.group(0), synonym)]
         end = match.end()
     parts.append(sentence[end:])
     return "".join(parts)
 
 
-def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: int) -> list[Substitution]:
+def substitute(
+    sentence: str,
+    table: prompts.SynonymTable,
+    *,
+    max_candidates: int,
+    check: SynonymCheck | None = None,
+) -> list[Substitution]:
     """Sentences with one content word replaced by one of its synonyms (whole words, case kept).
 
-    Words the model invented (not in the sentence) and protected function words are ignored.
+    Words the model invented (not in the sentence) and protected function words are ignored, and so
+    are replacements `check` (when given) does not confirm as synonyms.
     Candidates are interleaved across words so a small `max_candidates` still varies the word.
     """
     per_word: list[list[Substitution]] = []
@@ -262,6 +297,8 @@ def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: in
             synonym = synonym.strip()
             if not _usable_synonym(synonym, occurrences[0].group(0), sentence_words):
                 continue
+            if check is not None and not check(word, synonym):
+                continue
             text = _replace_all(sentence, occurrences, synonym)
             key = normalize(text)
             if key in seen:
@@ -272,3 +309,27 @@ def substitute(sentence: str, table: prompts.SynonymTable, *, max_candidates: in
             per_word.append(options)
     interleaved = [s for group in zip_longest(*per_word) for s in group if s is not None]
     return interleaved[:max_candidates]
+
+
+def lexicon_substitutions(
+    sentence: str, thesaurus: Thesaurus, *, max_synonyms: int, max_candidates: int
+) -> list[Substitution]:
+    """Substitutions proposed by the offline thesaurus instead of a model: each unprotected word
+    replaced by its WordNet synonyms in the sense and form it has in this sentence. No model call."""
+    from agents.thesaurus import tokens_of
+
+    tokens = tokens_of(sentence)
+    entries: list[prompts.WordSynonyms] = []
+    listed: set[str] = set()
+    for index, token in enumerate(tokens):
+        key = token.casefold()
+        if len(token) < 2 or key in PROTECTED_WORDS or key in listed:
+            continue
+        listed.add(key)
+        synonyms = thesaurus.synonyms_in(tokens, index)[:max_synonyms]
+        if synonyms:
+            entries.append(prompts.WordSynonyms(word=token, synonyms=synonyms))
+    if not entries:
+        return []
+    table = prompts.SynonymTable(words=entries[:16])
+    return substitute(sentence, table, max_candidates=max_candidates)

@@ -21,18 +21,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.chat import ResilientChatModel
-from agents.guards import inversion_reason
+from agents.guards import MeaningGuard
 from agents.judge import Judge
 from agents.paraphraser import parse_paraphrases, render_paraphrase_request
 from agents.resilience import MalformedResponse, ModelCallFailed, call_priority
 from agents.selector import ScoredCandidate, select_samples
 from agents.substitutor import (
     Substitution,
+    lexicon_substitutions,
     parse_substitutions,
     render_synonym_request,
     synonym_schema,
 )
 from agents.text import normalize
+from agents.thesaurus import Thesaurus
 from graphs.state import AugmentInput, AugmentOutput, AugmentState, JudgedCandidate
 
 
@@ -46,14 +48,11 @@ class AugmentParams:
     temperature: float = 0.7
     sample_seed: int = 0
     inversion_guard: bool = True
-
-
-def _guarded(texts: list[str], seed: str, params: AugmentParams) -> tuple[list[str], int]:
-    """Texts that pass the inversion guard, and how many it dropped."""
-    if not params.inversion_guard:
-        return texts, 0
-    kept = [t for t in texts if inversion_reason(t, seed) is None]
-    return kept, len(texts) - len(kept)
+    # Where stage-2 synonyms come from: the generator (CultureLLM), the offline WordNet thesaurus
+    # (no model call), or the generator with each synonym confirmed by WordNet.
+    synonym_source: Literal["generator", "wordnet", "generator+wordnet"] = "generator"
+    # Every content word of a candidate must match one of the seed (see agents.guards.MeaningGuard).
+    strict_meaning: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,17 @@ class AugmentContext:
     generator: ResilientChatModel
     judge: Judge
     params: AugmentParams = AugmentParams()
+    # The lexical checks before judging (None: no guard); the thesaurus behind WordNet synonyms.
+    guard: MeaningGuard | None = MeaningGuard()
+    thesaurus: Thesaurus | None = None
+
+
+def _guarded(texts: list[str], seed: str, ctx: AugmentContext) -> tuple[list[str], int]:
+    """Texts that pass the meaning guard, and how many it dropped."""
+    if ctx.guard is None or not ctx.params.inversion_guard:
+        return texts, 0
+    kept = [t for t in texts if ctx.guard.reason(t, seed) is None]
+    return kept, len(texts) - len(kept)
 
 
 def _draw(seed_id: str, round_: int, base: int) -> int:
@@ -83,7 +93,7 @@ async def generate_paraphrases(state: AugmentState, runtime: Runtime[AugmentCont
     )
     known = {normalize(t) for t in state.seen}
     fresh = [t for t in parse_paraphrases(completion.text, seed) if normalize(t) not in known]
-    pending, guarded = _guarded(fresh, seed, ctx.params)
+    pending, guarded = _guarded(fresh, seed, ctx)
     stats = replace(
         state.stats,
         paraphrase_rounds=round_,
@@ -147,7 +157,20 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
     ctx = runtime.context
     bases = substitution_bases(state, ctx.params.n)
 
+    params = ctx.params
+    check = None
+    if params.synonym_source != "generator":
+        if ctx.thesaurus is None:
+            raise ValueError(f"synonym source {params.synonym_source!r} needs a thesaurus in the context")
+        check = ctx.thesaurus.are_synonyms
+
     async def substitutions_of(index: int, base: str) -> tuple[str, list[Substitution] | None]:
+        if params.synonym_source == "wordnet":
+            assert ctx.thesaurus is not None
+            found = lexicon_substitutions(
+                base, ctx.thesaurus, max_synonyms=params.max_synonyms, max_candidates=params.max_substitutions
+            )
+            return base, found
         try:
             completion = await ctx.generator.generate(
                 render_synonym_request(base, ctx.params.max_synonyms),
@@ -158,6 +181,7 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
                     base,
                     max_synonyms=ctx.params.max_synonyms,
                     max_candidates=ctx.params.max_substitutions,
+                    check=check,
                 ),
                 temperature=min(ctx.params.temperature, 0.3),
                 max_tokens=320,
@@ -176,7 +200,7 @@ async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]
         if substitutions is None:
             continue
         texts = [s.text for s in substitutions]
-        kept, dropped = _guarded(texts, state.seed.q_content, ctx.params)
+        kept, dropped = _guarded(texts, state.seed.q_content, ctx)
         generated, guarded = generated + len(texts), guarded + dropped
         candidates.extend(ScoredCandidate(text=t, stage="synonym", base=base, similarity=0.0) for t in kept)
     stats = replace(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.seeds import DEFAULT_SEEDS
+
+PAPER_THRESHOLD = 0.8
+# The embedded models: WordNet substitutions the embedder scores in 0.80-0.85 were mostly another
+# sense ("for a miss", "the minors suffer"); above it they mostly kept the meaning.
+LOCAL_THRESHOLD = 0.85
 
 
 class AugmentSettings(BaseModel):
@@ -32,11 +38,11 @@ class AugmentSettings(BaseModel):
     )
     n: int = Field(default=5, gt=0, le=20, description="Paraphrases to keep per seed (stage 1).")
     m: int = Field(default=10, gt=0, description="Samples to keep per seed in the end.")
-    threshold: float = Field(
-        default=0.8,
+    threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="Minimum cosine similarity to the seed for the embedding judge.",
+        description="Minimum cosine similarity to the seed for the embedding judge. Default: 0.8 (the paper's), 0.85 for local generators, whose substitutions need a higher bar.",
     )
     max_rounds: int = Field(
         default=2,
@@ -68,11 +74,26 @@ class AugmentSettings(BaseModel):
     )
     inversion_guard: bool = Field(
         default=True,
-        description="Drop candidates that swap the seed's opposed words (boy/girl, men/women) or flip its negation, before judging.",
+        description="Drop candidates before judging that swap the seed's opposed words (boy/girl, men/women), flip its negation, change its polarity, modal or quantity words, or bring in an antonym of one of its words.",
+    )
+    synonyms: Literal["auto", "generator", "wordnet", "generator+wordnet"] = Field(
+        default="auto",
+        description="Where stage-2 synonyms come from: the generator (CultureLLM), the offline WordNet thesaurus (no model call), or the generator with each synonym confirmed by WordNet. auto: wordnet for local generators, generator otherwise.",
+    )
+    strict_meaning: bool | None = Field(
+        default=None,
+        description="Keep only candidates whose every content word matches a word of the seed (same lemma or WordNet synonym). Default: on for local generators, whose rewrites the judge cannot be trusted to check.",
     )
     sample_seed: int = Field(
         default=0, description="Random seed of local sampling, for repeatable local runs."
     )
+
+    @model_validator(mode="after")
+    def _resolve_threshold(self) -> AugmentSettings:
+        if self.threshold is None:
+            # Written straight into the field so the manifest records the number that was used.
+            self.__dict__["threshold"] = LOCAL_THRESHOLD if self.is_local_generator() else PAPER_THRESHOLD
+        return self
 
     @field_validator("judge")
     @classmethod
@@ -80,3 +101,14 @@ class AugmentSettings(BaseModel):
         if not value:
             raise ValueError("at least one judge is needed")
         return value
+
+    def is_local_generator(self) -> bool:
+        return self.generator == "local" or self.generator.startswith("local:")
+
+    def resolved_synonym_source(self) -> Literal["generator", "wordnet", "generator+wordnet"]:
+        if self.synonyms == "auto":
+            return "wordnet" if self.is_local_generator() else "generator"
+        return self.synonyms
+
+    def resolved_strict_meaning(self) -> bool:
+        return self.is_local_generator() if self.strict_meaning is None else self.strict_meaning

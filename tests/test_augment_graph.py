@@ -21,7 +21,8 @@ SYNONYMS = json.dumps(
     {
         "words": [
             {"word": "leaders", "synonyms": ["heads", "chiefs"]},
-            {"word": "better", "synonyms": ["superior"]},
+            {"word": "political", "synonyms": ["governmental"]},
+            {"word": "politics", "synonyms": ["government"]},
         ]
     }
 )
@@ -60,15 +61,15 @@ async def test_rejected_paraphrases_trigger_bounded_re_asks():
     def responder(messages, kwargs):
         if is_synonym_request(kwargs):
             return '{"words": []}'
-        return "1. Men make worse political leaders than women do."
+        return "1. Men make better political leaders than women ever do."
 
     model = scripted_model(responder)
-    judge = RuleJudge(banned=["worse"])
+    judge = RuleJudge(banned=["ever"])
     result = await run(model, judge, n=3, max_rounds=3)
     assert result["stats"].paraphrase_rounds == 3
     assert model.meter.as_dict()["paraphrase"]["calls"] == 3
     # the same rejected text is judged once, not once per round
-    assert judge.seen.count("Men make worse political leaders than women do.") == 1
+    assert judge.seen.count("Men make better political leaders than women ever do.") == 1
     assert result["samples"] == []
 
 
@@ -123,6 +124,18 @@ async def test_a_transport_failure_that_outlasts_retries_fails_the_seed():
     with pytest.raises(ModelCallFailed, match="gave up after 3 attempts"):
         await run(model, RuleJudge())
     assert model.meter.as_dict()["paraphrase"]["attempts"] == 3
+
+
+async def test_changed_polarity_words_never_reach_the_judge():
+    def responder(messages, kwargs):
+        if is_synonym_request(kwargs):
+            return '{"words": []}'
+        return "1. Men make worse political leaders than women do.\n2. Men never make better political leaders than women."
+
+    judge = RuleJudge()
+    result = await run(scripted_model(responder), judge, n=2, max_rounds=1)
+    assert result["stats"].paraphrases_guarded == 2
+    assert judge.seen == []
 
 
 async def test_mirror_images_of_the_seed_never_reach_the_judge():

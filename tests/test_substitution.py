@@ -51,13 +51,45 @@ class TestParsing:
 class TestSubstitution:
     def test_one_word_at_a_time_interleaved_across_words(self):
         found = substitute(
-            SENTENCE, table(leaders=["heads", "chiefs"], better=["superior"]), max_candidates=10
+            SENTENCE, table(leaders=["heads", "chiefs"], political=["governmental"]), max_candidates=10
         )
         assert [s.text for s in found] == [
             "Men make better political heads than women do",
-            "Men make superior political leaders than women do",
+            "Men make better governmental leaders than women do",
             "Men make better political chiefs than women do",
         ]
+
+    @pytest.mark.parametrize("word", ["better", "should", "more", "never", "always", "only", "right"])
+    def test_polarity_modal_and_quantity_words_are_never_replaced(self, word):
+        sentence = f"Men {word} lead"
+        assert substitute(sentence, table(**{word: ["other"]}), max_candidates=5) == []
+
+    def test_frame_words_are_never_replaced(self):
+        sentence = "In terms of the effects, do you agree with the following"
+        found = substitute(
+            sentence, table(terms=["adjectives"], following=["chase"], agree=["concur"]), max_candidates=5
+        )
+        assert found == []
+
+    def test_the_article_follows_the_new_word(self):
+        found = substitute(
+            "It is a duty to take a job", table(duty=["obligation"], job=["occupation"]), max_candidates=5
+        )
+        assert [s.text for s in found] == [
+            "It is an obligation to take a job",
+            "It is a duty to take an occupation",
+        ]
+        back = substitute("An obligation", table(obligation=["duty"]), max_candidates=5)
+        assert back[0].text == "A duty"
+
+    def test_a_synonym_check_vetoes_proposals(self):
+        found = substitute(
+            SENTENCE,
+            table(leaders=["heads", "workers"]),
+            max_candidates=5,
+            check=lambda word, synonym: synonym != "workers",
+        )
+        assert [s.synonym for s in found] == ["heads"]
 
     def test_case_is_kept(self):
         found = substitute("Men and MEN", table(men=["males"]), max_candidates=5)
@@ -110,9 +142,9 @@ def test_content_words_skip_function_words_and_repeats():
 def test_the_request_schema_restricts_words_to_the_sentence():
     from agents.substitutor import synonym_schema
 
-    schema = synonym_schema("Men make better leaders", 3).json_schema
+    schema = synonym_schema("Men elect capable leaders", 3).json_schema
     entry = next(iter(schema["$defs"].values()))
-    assert entry["properties"]["word"]["enum"] == ["Men", "make", "better", "leaders"]
+    assert entry["properties"]["word"]["enum"] == ["Men", "elect", "capable", "leaders"]
     assert entry["properties"]["synonyms"]["maxItems"] == 3
     assert schema["properties"]["words"]["maxItems"] == 4
 
@@ -139,6 +171,6 @@ def test_the_narrowed_schema_compiles_to_a_llama_cpp_grammar_that_only_allows_it
 
     from agents.substitutor import synonym_schema
 
-    grammar = json_schema_to_gbnf(json.dumps(synonym_schema("Men make better leaders", 3).json_schema))
+    grammar = json_schema_to_gbnf(json.dumps(synonym_schema("Men elect capable leaders", 3).json_schema))
     word_rule = next(line for line in grammar.splitlines() if line.startswith("WordSynonyms-word ::="))
-    assert word_rule == 'WordSynonyms-word ::= "\\"Men\\"" | "\\"make\\"" | "\\"better\\"" | "\\"leaders\\""'
+    assert word_rule == 'WordSynonyms-word ::= "\\"Men\\"" | "\\"elect\\"" | "\\"capable\\"" | "\\"leaders\\""'
