@@ -186,7 +186,10 @@ class Substitution:
 
 def _match_case(template: str, word: str) -> str:
     if len(template) > 1 and template.isupper():
-        return word.upper()
+        # An acronym's synonym is a plain word ("TV" -> "television"), not "TELEVISION"; a word in
+        # capitals for emphasis ("MEN") stays in capitals.
+        acronym = len(template) == 2 or not any(c in "AEIOU" for c in template)
+        return word if acronym and len(word) > len(template) else word.upper()
     if template[:1].isupper():
         return word[:1].upper() + word[1:]
     return word if word[:1].islower() else word[:1].lower() + word[1:]

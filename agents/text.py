@@ -59,7 +59,7 @@ KEY_WORDS = frozenset(
     first last next same other another equal equally
     good better best bad worse worst right wrong fair fairly unfair important unimportant rich poor
     true false certain sure possible impossible likely unlikely
-    agree disagree
+    agree disagree because unless although despite
     """.split()
 )
 

@@ -118,7 +118,9 @@ class Thesaurus:
     """Synonyms of words in context, from a WordNet lexicon."""
 
     wordnet: WordNetDB
-    senses_per_word: int = 2
+    # Only the most frequent sense by default: with two, "development" became "evolution", "life"
+    # "living" and "suffer" "sustain" in the default run (WordNet's second senses of those words).
+    senses_per_word: int = 1
 
     def _lemma(self, word: str, pos: str) -> str:
         lemmas = getAllLemmas(word.lower(), upos=_UPOS[pos]).get(_UPOS[pos])

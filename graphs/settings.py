@@ -44,11 +44,11 @@ class AugmentSettings(BaseModel):
         le=1.0,
         description="Minimum cosine similarity to the seed for the embedding judge. Default: 0.8 (the paper's), 0.85 for local generators, whose substitutions need a higher bar.",
     )
-    max_rounds: int = Field(
-        default=2,
+    max_rounds: int | None = Field(
+        default=None,
         gt=0,
         le=10,
-        description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept.",
+        description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept. Default: 2, or 1 for local generators (the strict check keeps few of their rewrites, and a second round kept fewer still).",
     )
     max_synonyms: int = Field(default=5, gt=0, le=5, description="Synonyms asked for per content word.")
     max_substitutions: int = Field(
@@ -89,10 +89,13 @@ class AugmentSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _resolve_threshold(self) -> AugmentSettings:
+    def _resolve_generator_defaults(self) -> AugmentSettings:
+        # Written straight into the fields so the manifest records the numbers that were used.
+        local = self.is_local_generator()
         if self.threshold is None:
-            # Written straight into the field so the manifest records the number that was used.
-            self.__dict__["threshold"] = LOCAL_THRESHOLD if self.is_local_generator() else PAPER_THRESHOLD
+            self.__dict__["threshold"] = LOCAL_THRESHOLD if local else PAPER_THRESHOLD
+        if self.max_rounds is None:
+            self.__dict__["max_rounds"] = 1 if local else 2
         return self
 
     @field_validator("judge")

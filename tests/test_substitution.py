@@ -94,6 +94,8 @@ class TestSubstitution:
     def test_case_is_kept(self):
         found = substitute("Men and MEN", table(men=["males"]), max_candidates=5)
         assert [s.text for s in found] == ["Males and MALES"]
+        acronym = substitute("TV news", table(TV=["television"]), max_candidates=5)
+        assert acronym[0].text == "television news"
         lowered = substitute("the Family matters", table(family=["Kin"]), max_candidates=5)
         assert lowered[0].text == "the Kin matters"
 
