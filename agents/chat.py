@@ -134,7 +134,8 @@ class ResilientChatModel:
         """One logical call: retried on transient failures, parsed into `schema` when one is given.
 
         `parse` turns the raw answer into the schema (lenient parsers live beside their prompts);
-        an answer that is empty or cannot be parsed counts as a transient failure and is asked again.
+        an answer that is empty or cannot be parsed is asked again at once, without the backoff that
+        server failures get (a bounded number of times: `CallLimits.max_malformed_attempts`).
         """
         usage = self.meter.step(step)
         limit = max_tokens or self._default_max_tokens

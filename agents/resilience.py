@@ -1,10 +1,10 @@
 """The resilience layer every model call goes through: concurrency and rate limits, timeouts,
 retries with exponential backoff and jitter that honour Retry-After, usage accounting.
 
-Retries happen at named layers. This module is the transport layer: it retries 429, 5xx, timeouts,
-connection errors and malformed or empty answers, and fails at once on authentication and
-invalid-request errors. Asking again because the judge rejected an answer (the semantic layer) is
-the graph's business, not this module's.
+Retries happen at named layers. This module is the transport layer: it retries 429, 5xx, timeouts
+and connection errors after a backoff, asks again at once when an answer is malformed or empty, and
+fails at once on authentication and invalid-request errors. Asking again because the judge rejected
+an answer (the semantic layer) is the graph's business, not this module's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState
 
 T = TypeVar("T")
 
@@ -60,8 +60,9 @@ class CallLimits:
     rpm: float | None = None
     tpm: float | None = None
     max_attempts: int = 6
-    # An answer that cannot be parsed is asked again only this often: a model that produced garbage
-    # twice rarely recovers, and every attempt costs tokens.
+    # At most this many answers of one call may be unusable (the last one ends the call): a model
+    # that produced garbage twice rarely recovers, and every attempt costs tokens. They count
+    # towards max_attempts too.
     max_malformed_attempts: int = 3
     timeout_s: float = 120.0
     backoff_initial_s: float = 1.0
@@ -301,22 +302,31 @@ def describe_error(exc: BaseException) -> str:
 
 
 class RetryPolicy:
-    """Exponential backoff with full jitter, raised to the server's Retry-After when it gives one."""
+    """Asks again until an answer is usable or a budget is spent.
+
+    A transient failure (429, 5xx, timeout, lost connection) waits first: exponential backoff with
+    full jitter, raised to the server's Retry-After when it gives one. An unusable answer
+    (`MalformedResponse`) is asked again at once: the server answered, so waiting would only leave
+    a slot idle while the seed that needs the answer stalls.
+    """
 
     def __init__(self, limits: CallLimits, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.limits = limits
         self._sleep = sleep
 
-    def wait_seconds(self, state: RetryCallState) -> float:
-        ceiling = min(
-            self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (state.attempt_number - 1)
-        )
+    def backoff_seconds(self, failures: int, exc: BaseException | None = None) -> float:
+        """The wait after a call's `failures`-th transient failure (`exc`, whose Retry-After counts)."""
+        ceiling = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (failures - 1))
         wait = random.uniform(0, ceiling)
-        exc = state.outcome.exception() if state.outcome else None
         hinted = retry_after_seconds(exc) if exc else None
         if hinted is not None:
             wait = max(wait, min(hinted, self.limits.backoff_max_s * 5))
         return wait
+
+    def wait_seconds(self, state: RetryCallState) -> float:
+        """The backoff as a tenacity `wait` (for callers whose every failure is transient)."""
+        exc = state.outcome.exception() if state.outcome else None
+        return self.backoff_seconds(state.attempt_number, exc)
 
     async def run(
         self,
@@ -324,31 +334,29 @@ class RetryPolicy:
         *,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> T:
-        """Call `attempt(attempt_index)` until it succeeds, a fatal error occurs or attempts run out."""
-
-        def before_sleep(state: RetryCallState) -> None:
-            if on_retry and state.outcome is not None:
-                on_retry(state.outcome.exception())
-
-        def malformed_too_often(state: RetryCallState) -> bool:
-            exc = state.outcome.exception() if state.outcome else None
-            return (
-                isinstance(exc, MalformedResponse)
-                and state.attempt_number >= self.limits.max_malformed_attempts
-            )
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.limits.max_attempts) | malformed_too_often,
-            wait=self.wait_seconds,
-            retry=retry_if_exception(is_transient_error),
-            before_sleep=before_sleep,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        async for try_ in retrying:
-            with try_:
-                return await attempt(try_.retry_state.attempt_number - 1)
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        """Call `attempt(attempt_index)` until it succeeds, a fatal error occurs, `max_attempts`
+        attempts are spent, or `max_malformed_attempts` answers were unusable; the last error is
+        raised. `on_retry` hears of each failure that is asked again."""
+        failures = unusable = 0
+        for index in itertools.count():
+            try:
+                return await attempt(index)
+            except Exception as exc:
+                if not is_transient_error(exc):
+                    raise
+                malformed = isinstance(exc, MalformedResponse)
+                # Counted apart, so unusable answers before a 5xx do not lengthen its backoff.
+                if malformed:
+                    unusable += 1
+                else:
+                    failures += 1
+                if index + 1 >= self.limits.max_attempts or unusable >= self.limits.max_malformed_attempts:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc)
+                if not malformed:
+                    await self._sleep(self.backoff_seconds(failures, exc))
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 @dataclass(frozen=True)

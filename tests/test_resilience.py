@@ -8,6 +8,7 @@ import openai
 import pytest
 from tenacity import RetryCallState
 
+import prompts
 from agents.resilience import (
     CallLimits,
     FatalModelError,
@@ -19,6 +20,7 @@ from agents.resilience import (
     is_transient_error,
     retry_after_seconds,
 )
+from agents.substitutor import parse_synonym_table
 from tests.fakes import scripted_model
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -106,6 +108,121 @@ async def test_garbage_is_asked_again_a_bounded_number_of_times():
         await model.generate([{"role": "user", "content": "hi"}], step="paraphrase")
     usage = model.meter.as_dict()["paraphrase"]
     assert (usage["attempts"], usage["retries"], usage["failures"], usage["calls"]) == (2, 1, 1, 0)
+
+
+class SleepRecorder:
+    """Stands in for asyncio.sleep in a RetryPolicy: records each wait instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def scripted_attempts(outcomes):
+    """An attempt function for RetryPolicy.run: each attempt raises or returns the next outcome."""
+    asked: list[int] = []
+    pending = iter(outcomes)
+
+    async def attempt(index: int):
+        asked.append(index)
+        outcome = next(pending)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return attempt, asked
+
+
+@pytest.fixture
+def widest_jitter(monkeypatch):
+    """Full jitter always draws its ceiling, so a test can read the backoff schedule off the waits."""
+    monkeypatch.setattr("agents.resilience.random.uniform", lambda low, high: high)
+
+
+def server_error():
+    return api_error(openai.InternalServerError, 503)
+
+
+async def test_an_unusable_answer_is_asked_again_at_once():
+    sleep = SleepRecorder()
+    policy = RetryPolicy(CallLimits(max_attempts=6, max_malformed_attempts=3), sleep=sleep)
+    attempt, asked = scripted_attempts([MalformedResponse("empty"), MalformedResponse("no words"), "table"])
+
+    assert await policy.run(attempt) == "table"
+    assert asked == [0, 1, 2]
+    assert sleep.waits == []
+
+
+async def test_server_errors_back_off_exponentially(widest_jitter):
+    sleep = SleepRecorder()
+    policy = RetryPolicy(CallLimits(max_attempts=6, backoff_initial_s=1.0, backoff_max_s=60.0), sleep=sleep)
+    attempt, asked = scripted_attempts([server_error(), server_error(), server_error(), "fine"])
+
+    assert await policy.run(attempt) == "fine"
+    assert sleep.waits == [1.0, 2.0, 4.0]
+
+
+async def test_unusable_answers_do_not_lengthen_the_backoff_of_server_errors(widest_jitter):
+    sleep = SleepRecorder()
+    limits = CallLimits(max_attempts=8, max_malformed_attempts=4, backoff_initial_s=1.0)
+    policy = RetryPolicy(limits, sleep=sleep)
+    outcomes = [MalformedResponse("a"), MalformedResponse("b"), server_error(), MalformedResponse("c")]
+    attempt, asked = scripted_attempts([*outcomes, server_error(), "fine"])
+
+    assert await policy.run(attempt) == "fine"
+    # The first and second server errors wait 1 s and 2 s, as if the unusable answers were not there.
+    assert sleep.waits == [1.0, 2.0]
+
+
+async def test_a_429_after_unusable_answers_still_waits_out_retry_after():
+    sleep = SleepRecorder()
+    policy = RetryPolicy(CallLimits(backoff_initial_s=0.01), sleep=sleep)
+    throttled = api_error(openai.RateLimitError, 429, {"retry-after": "3"})
+    attempt, _ = scripted_attempts([MalformedResponse("a"), throttled, "fine"])
+
+    assert await policy.run(attempt) == "fine"
+    assert sleep.waits == [3.0]
+
+
+async def test_unusable_answers_end_the_call_after_max_malformed_attempts_of_them():
+    sleep = SleepRecorder()
+    policy = RetryPolicy(CallLimits(max_attempts=10, max_malformed_attempts=3), sleep=sleep)
+    # Server errors before them do not use up the budget of unusable answers.
+    outcomes = [server_error(), server_error(), *(MalformedResponse(str(i)) for i in range(5))]
+    attempt, asked = scripted_attempts(outcomes)
+
+    with pytest.raises(MalformedResponse, match="2"):
+        await policy.run(attempt)
+    assert len(asked) == 5
+    assert len(sleep.waits) == 2
+
+
+async def test_max_attempts_bounds_a_call_whatever_its_failures():
+    policy = RetryPolicy(CallLimits(max_attempts=4, max_malformed_attempts=3), sleep=SleepRecorder())
+    attempt, asked = scripted_attempts([server_error(), MalformedResponse("a")] * 3)
+
+    with pytest.raises(MalformedResponse):
+        await policy.run(attempt)
+    assert asked == [0, 1, 2, 3]
+
+
+async def test_an_empty_synonym_table_is_asked_again_without_a_wait():
+    answers = iter(['{"words": []}', '{"words": [{"word": "jobs", "synonyms": ["posts"]}]}'])
+    model = scripted_model(lambda m, k: next(answers), limits=CallLimits(backoff_initial_s=5.0))
+    sleep = SleepRecorder()
+    model.policy = RetryPolicy(model.policy.limits, sleep=sleep)
+
+    completion = await model.generate(
+        [{"role": "user", "content": "Sentence: jobs are scarce"}],
+        step="synonyms",
+        schema=prompts.SynonymTable,
+        parse=parse_synonym_table,
+    )
+    assert completion.parsed.words[0].synonyms == ["posts"] and completion.attempts == 2
+    assert sleep.waits == []
+    assert model.meter.as_dict()["synonyms"]["retries"] == 1
 
 
 async def test_a_flaky_call_succeeds_and_counts_its_retries():
