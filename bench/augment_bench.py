@@ -5,13 +5,20 @@
 The mock server runs in its own process (as a provider would), so the client is measured alone.
 Prints wall time, the ideal time (requests x latency / concurrency), their ratio, generator calls per
 seed, and the highest request rate the server saw in any 10-second (and 1-second) window against --rpm.
+Each share of unusable structured answers in --unusable (default: 0 and 0.05) gets its own runs and
+its own median ratio.
 
 Every request counts towards the ideal, embedding requests of the judge too: they take the same 200 ms
-and hold the same concurrency slots. The ideal ignores --rpm, so the default --rpm (12000) sits above
-what 32 slots of 200 ms can reach (9600/min); a lower --rpm (say 3000) shows the limiter at work, and
-the rate-bound ideal (requests / rpm) is printed beside it. By default the judge embeds on the mock
-server too (hashed bag of words), so the ratio measures orchestration; `--judge embed:local` adds the
-CPU time of the real embedding model.
+and hold the same concurrency slots. So does every unusable answer: the server spent its latency on
+it and the client must ask again, so each adds one request to the ideal (its re-ask is the request
+that would have been made anyway; the server draws unusable answers per request, not per arrival,
+so the count is the same from run to run). The ideal without them is printed beside it.
+
+The ideal ignores --rpm, so the default --rpm (12000) sits above what 32 slots of 200 ms can reach
+(9600/min); a lower --rpm (say 3000) shows the limiter at work, and the rate-bound ideal
+(requests / rpm) is printed beside it. By default the judge embeds on the mock server too (hashed bag
+of words), so the ratio measures orchestration; `--judge embed:local` adds the CPU time of the real
+embedding model.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.mock_openai_server import UNUSABLE, share
+
 BENCH_KEY = "sk-bench-not-a-real-key"
 
 
@@ -41,7 +50,7 @@ def busiest_window(times: list[float], window: float = 10.0) -> int:
     return best
 
 
-def start_mock(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+def start_mock(args: argparse.Namespace, log: Path, unusable: float) -> tuple[subprocess.Popen, str]:
     command = [
         sys.executable,
         "-m",
@@ -54,6 +63,8 @@ def start_mock(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, s
         BENCH_KEY,
         "--log",
         str(log),
+        "--unusable",
+        str(unusable),
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
@@ -72,12 +83,12 @@ class BenchRun:
     manifest: dict
 
 
-def augment_once(args: argparse.Namespace) -> BenchRun:
+def augment_once(args: argparse.Namespace, unusable: float) -> BenchRun:
     """One `cli.py augment` process against a fresh mock server, in a fresh run directory: nothing
     (imports, caches, connections) carries over from one run to the next."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.jsonl"
-        server, base_url = start_mock(args, log)
+        server, base_url = start_mock(args, log, unusable)
         try:
             out = Path(tmp) / "run"
             command = [
@@ -118,11 +129,13 @@ def augment_once(args: argparse.Namespace) -> BenchRun:
     return BenchRun(code, wall, manifest["duration_s"], served, manifest)
 
 
-def report(args: argparse.Namespace, result: BenchRun) -> float:
+def report(args: argparse.Namespace, unusable: float, result: BenchRun) -> float:
     """Print one run's numbers; returns its ratio."""
     served = result.requests
     chats = [r for r in served if r["path"].endswith("/chat/completions")]
+    unusable_answers = sum(r.get("fault") == UNUSABLE for r in served)
     ideal = len(served) * args.latency / args.concurrency
+    ideal_usable = (len(served) - unusable_answers) * args.latency / args.concurrency
     rate_bound = max(ideal, len(served) * 60.0 / args.rpm)
     window10 = busiest_window([r["at"] for r in served], 10.0)
     window1 = busiest_window([r["at"] for r in served], 1.0)
@@ -136,11 +149,22 @@ def report(args: argparse.Namespace, result: BenchRun) -> float:
         f"requests                  {len(served)}  ({len(chats)} chat = {len(chats) / args.seeds:.2f} "
         f"generator calls per seed, {len(served) - len(chats)} embedding)"
     )
+    print(
+        f"unusable answers          {unusable_answers}  (share {unusable:g} of structured answers; "
+        "each one a request, counted in the ideal)"
+    )
     print(f"wall time                 {result.wall:.2f} s  (run {result.run:.2f} s, the rest is start-up)")
     print(f"ideal time                {ideal:.2f} s  (requests x latency / concurrency)")
+    if unusable_answers:
+        print(
+            f"ideal without unusable    {ideal_usable:.2f} s  (only usable answers counted) "
+            f"-> ratio {result.run / ideal_usable:.2f}"
+        )
     print(f"ratio                     {ratio:.2f}  (run / ideal; {result.wall / ideal:.2f} with start-up)")
     if rate_bound > ideal:
-        print(f"rate-bound ideal          {rate_bound:.2f} s  (requests / rpm) -> ratio {result.run / rate_bound:.2f}")
+        print(
+            f"rate-bound ideal          {rate_bound:.2f} s  (requests / rpm) -> ratio {result.run / rate_bound:.2f}"
+        )
     print(f"busiest 10 s window       {window10} requests = {window10 * 6} per minute (limit {args.rpm:g})")
     print(f"busiest 1 s window        {window1} requests = {window1 * 60} per minute (limit {args.rpm:g})")
     print(f"rate report               {result.manifest['rate']}")
@@ -169,17 +193,27 @@ def main() -> None:
         help="runs, each a fresh process with a fresh mock server and run directory; the median ratio "
         "is printed last, since a shared 2-core machine varies by a few percent from run to run",
     )
+    parser.add_argument(
+        "--unusable",
+        type=share,
+        nargs="+",
+        default=[0.0, 0.05],
+        help="shares of structured answers the mock server makes unusable (an empty synonym table, a "
+        "verdict-less refusal); each share gets --repeat runs",
+    )
     parser.add_argument("--keep-log", type=Path, help="copy the (last run's) mock server request log here")
     args = parser.parse_args()
 
-    ratios = []
-    for index in range(args.repeat):
-        if args.repeat > 1:
-            print(f"--- run {index + 1} of {args.repeat}")
-        ratios.append(report(args, augment_once(args)))
-    if args.repeat > 1:
+    medians: dict[float, tuple[float, list[float]]] = {}
+    for unusable in args.unusable:
+        ratios = []
+        for index in range(args.repeat):
+            print(f"--- {unusable:.0%} unusable answers, run {index + 1} of {args.repeat}")
+            ratios.append(report(args, unusable, augment_once(args, unusable)))
+        medians[unusable] = (statistics.median(ratios), ratios)
+    for unusable, (median, ratios) in medians.items():
         print(
-            f"median ratio              {statistics.median(ratios):.2f}  "
+            f"median ratio at {unusable:4.0%} unusable {median:.2f}  "
             f"(runs: {' '.join(f'{r:.2f}' for r in ratios)})"
         )
 

@@ -7,10 +7,12 @@ against it end to end:
 - structured requests (`response_format`) get a synonym table or equivalence verdicts, as JSON,
 - embedding requests get hashed bag-of-words vectors.
 
-Latency, injected faults (429 with Retry-After, 500, 503, hangs, malformed bodies), a
+Latency, injected faults (429 with Retry-After, 500, 503, hangs, malformed bodies), a share of
+healthy but unusable structured answers (an empty synonym table, a verdict-less refusal), a
 requests-per-minute limit and an API key check are configurable; every request is logged.
 
     python -m bench.mock_openai_server --port 8011 --latency 0.2 --fault-rate 0.2 --rpm 600
+    python -m bench.mock_openai_server --port 8011 --latency 0.2 --unusable 0.05
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "503", "hang", "malformed")
+# The log's `fault` for a 200 answer whose content the client cannot use.
+UNUSABLE = "unusable"
+# What a model that has nothing usable to say answers, per structured request: valid JSON with no
+# entry for a synonym table, no JSON at all for the verdicts. Both are what a client must ask again for.
+UNUSABLE_ANSWERS = {
+    "SynonymTable": json.dumps({"words": []}),
+    "EquivalenceVerdicts": "I am unable to compare these sentences.",
+}
 
 _THESAURUS = {
     "important": ["significant", "essential", "vital"],
@@ -276,6 +286,20 @@ class ServerConfig:
     retry_after_s: float = 0.2
     seed: int = 0
     contradiction_markers: tuple[str, ...] = ("not ", "opposite")
+    # Share of structured answers (synonym tables, verdicts) that are unusable; see `is_unusable`.
+    unusable_rate: float = 0.0
+
+
+def is_unusable(seed: int, request_key: str, occurrence: int, rate: float) -> bool:
+    """Whether the `occurrence`-th asking (0 first) of one request gets an unusable answer.
+
+    Decided by a hash of (seed, request, occurrence), not by arrival order: the same run asks the
+    same requests, so it meets the same unusable answers however its concurrent calls interleave,
+    and a re-ask of the same request draws afresh (a model sampling again), so it is not unusable
+    forever.
+    """
+    digest = hashlib.blake2b(f"{seed}\0{occurrence}\0{request_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64 < rate
 
 
 class _Server(ThreadingHTTPServer):
@@ -312,6 +336,7 @@ class MockOpenAIServer:
         self._lock = threading.Lock()
         self._random = random.Random(self.config.seed)
         self._recent: deque[float] = deque()
+        self._asked: dict[str, int] = {}  # times each structured request was asked, for is_unusable
         self._httpd = _Server((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -361,6 +386,16 @@ class MockOpenAIServer:
             if self.config.fault_rate and self._random.random() < self.config.fault_rate:
                 return self._random.choice(self.config.fault_kinds)
         return None
+
+    def _unusable(self, schema_name: str, messages: list[Any]) -> bool:
+        """Whether this structured request gets an unusable answer (counting it as asked)."""
+        if not self.config.unusable_rate or schema_name not in UNUSABLE_ANSWERS:
+            return False
+        key = schema_name + json.dumps(messages, sort_keys=True)
+        with self._lock:
+            occurrence = self._asked.get(key, 0)
+            self._asked[key] = occurrence + 1
+        return is_unusable(self.config.seed, key, occurrence, self.config.unusable_rate)
 
     def _record(self, entry: RequestLog) -> None:
         with self._lock:
@@ -504,7 +539,10 @@ class MockOpenAIServer:
                 if isinstance(user_text, list):
                     user_text = " ".join(part.get("text", "") for part in user_text if isinstance(part, dict))
                 schema_name = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
-                if schema_name == "SynonymTable":
+                if server._unusable(schema_name, messages):
+                    content = UNUSABLE_ANSWERS[schema_name]
+                    self._pending_log["fault"] = UNUSABLE
+                elif schema_name == "SynonymTable":
                     content = synonym_answer(user_text)
                 elif schema_name == "EquivalenceVerdicts":
                     content = verdict_answer(user_text, server.config.contradiction_markers)
@@ -538,6 +576,17 @@ class MockOpenAIServer:
         return Handler
 
 
+def share(text: str) -> float:
+    """argparse type of a share in [0, 1] (the message names the value)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8011)
@@ -546,6 +595,13 @@ def main() -> None:
     parser.add_argument(
         "--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated: " + ",".join(FAULT_KINDS)
     )
+    parser.add_argument(
+        "--unusable",
+        type=share,
+        default=0.0,
+        help="share of structured answers (synonym tables, verdicts) that are unusable, in [0, 1]",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the faults and unusable answers")
     parser.add_argument("--rpm", type=float, help="requests per minute before answering 429")
     parser.add_argument("--api-key", help="require this bearer key")
     parser.add_argument("--log", help="append one JSON line per request to this file")
@@ -556,6 +612,8 @@ def main() -> None:
         fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
         rpm=args.rpm,
         api_key=args.api_key,
+        seed=args.seed,
+        unusable_rate=args.unusable,
     )
     server = MockOpenAIServer(config, port=args.port, log_file=args.log)
     print(f"mock OpenAI server on {server.base_url}", flush=True)
