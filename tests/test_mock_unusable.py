@@ -99,3 +99,36 @@ def test_the_servers_command_line_refuses_a_share_outside_0_to_1():
     )
     assert result.returncode == 2
     assert "'5' is not a share between 0 and 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_benchmark_counts_every_unusable_answer_in_its_ideal():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.augment_bench", "--seeds", "3", "--n", "2", "--concurrency", "4"]
+        + ["--latency", "0.05", "--unusable", "0", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = result.stdout.split("--- ")[1:]
+    assert [run.splitlines()[0] for run in runs] == [
+        "0% unusable answers, run 1 of 1",
+        "50% unusable answers, run 1 of 1",
+    ]
+
+    def number(run: str, label: str) -> float:
+        line = next(line for line in run.splitlines() if line.startswith(label))
+        return float(line[len(label) :].split()[0])
+
+    clean, flawed = runs
+    assert number(clean, "unusable answers") == 0
+    unusable = number(flawed, "unusable answers")
+    assert unusable > 0
+    # Every unusable answer was a request the server served at full latency: the ideal counts it.
+    assert number(flawed, "ideal time") == pytest.approx(number(flawed, "requests") * 0.05 / 4, abs=0.006)
+    without = number(flawed, "ideal without unusable")
+    assert without == pytest.approx((number(flawed, "requests") - unusable) * 0.05 / 4, abs=0.006)
+    assert (
+        "median ratio at   0% unusable" in result.stdout and "median ratio at  50% unusable" in result.stdout
+    )
