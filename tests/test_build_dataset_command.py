@@ -6,7 +6,6 @@ and literal numbers checked by hand with awk on data/wvs/countries/*.csv.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections import Counter
@@ -17,19 +16,15 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from builders.command import add_build_dataset_parser, run_build_dataset
+from cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTRIES = ROOT / "data" / "wvs" / "countries"
 SEEDS = ROOT / "data" / "wvs" / "seeds.jsonl"
 
 
-def build(*argv: str, model_factory=None) -> int:
-    parser = argparse.ArgumentParser(prog="cli.py")
-    add_build_dataset_parser(parser.add_subparsers(dest="command", required=True))
-    return run_build_dataset(
-        parser.parse_args(["build-dataset", *map(str, argv)]), model_factory=model_factory
-    )
+def build(*argv: str | Path) -> int:
+    return main(["build-dataset", *map(str, argv)])
 
 
 def read_jsonl(path: Path) -> list[dict]:

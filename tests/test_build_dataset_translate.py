@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import Callable
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import builders.command
 from agents.resilience import Completion, FatalModelError, ModelCallFailed
 from builders import render_wvs_prompt
-from builders.command import add_build_dataset_parser, run_build_dataset
 from builders.translate import (
     STEP,
     TranslationRejected,
@@ -20,6 +19,7 @@ from builders.translate import (
     translate_prompts,
     translation_messages,
 )
+from cli import main
 from tests.fakes import last_user_text, scripted_model
 
 AGREE4 = "1. Strongly agree 2. agree 3. Disagree 4. Strongly disagree"
@@ -139,15 +139,21 @@ def test_the_real_resilient_model_wrapper_fits_the_translator():
     assert model.meter.step(STEP).calls == 1
 
 
-def build(*argv: str, model_factory=None) -> int:
-    parser = argparse.ArgumentParser(prog="cli.py")
-    add_build_dataset_parser(parser.add_subparsers(dest="command", required=True))
-    return run_build_dataset(
-        parser.parse_args(["build-dataset", *map(str, argv)]), model_factory=model_factory
-    )
+def build(*argv: str | Path) -> int:
+    return main(["build-dataset", *map(str, argv)])
 
 
-def test_build_with_translate_replaces_only_the_user_prompts(tmp_path, capsys):
+@pytest.fixture
+def translate_with(monkeypatch):
+    """Have cli.py's build-dataset resolve --translate-model specs with a scripted factory."""
+
+    def use(factory) -> None:
+        monkeypatch.setattr(builders.command, "default_model_factory", lambda base_url: factory)
+
+    return use
+
+
+def test_build_with_translate_replaces_only_the_user_prompts(tmp_path, capsys, translate_with):
     specs: list[str] = []
 
     def factory(spec: str) -> ScriptedTranslator:
@@ -159,7 +165,8 @@ def test_build_with_translate_replaces_only_the_user_prompts(tmp_path, capsys):
 
     out = tmp_path / "de"
     argv = ["--culture", "German", "--translate", "German", "--translate-model", "openai:gpt-4o-mini"]
-    assert build(*argv, "--out", out, model_factory=factory) == 0
+    translate_with(factory)
+    assert build(*argv, "--out", out) == 0
     assert specs == ["openai:gpt-4o-mini"]
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 49
@@ -174,7 +181,7 @@ def test_build_with_translate_replaces_only_the_user_prompts(tmp_path, capsys):
     assert "--translate German --translate-model openai:gpt-4o-mini" in card
 
 
-def test_a_fatal_model_error_is_one_line_and_leaves_nothing(tmp_path, capsys):
+def test_a_fatal_model_error_is_one_line_and_leaves_nothing(tmp_path, capsys, translate_with):
     def factory(spec: str) -> ScriptedTranslator:
         return ScriptedTranslator(
             lambda source, attempt: FatalModelError("openai:x (translate): 401 bad key")
@@ -190,7 +197,8 @@ def test_a_fatal_model_error_is_one_line_and_leaves_nothing(tmp_path, capsys):
         "--out",
         tmp_path / "o",
     ]
-    assert build(*argv, model_factory=factory) == 2
+    translate_with(factory)
+    assert build(*argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --translate-model openai:x: openai:x (translate): 401 bad key"]
     assert list(tmp_path.iterdir()) == []

@@ -1,31 +1,43 @@
-"""The `train` subcommand: flags from the config, YAML merging, dry-run launch commands, user errors."""
+"""The `train` subcommand through cli.main: flags from the config, YAML merging, dry-run launch
+commands, user errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli import main
 from tests.train_helpers import write_dataset_dir
-from trainers.command import add_train_parser, config_from_args, run_train
 from trainers.config import TrainConfig, UserError
 from trainers.launcher import build_command, prepare, read_hostfile
 
+ROOT = Path(__file__).resolve().parent.parent
 LLAMA70 = "meta-llama/Llama-2-70b-chat-hf"
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cli.py")
-    add_train_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["train", *argv])
+# A hub id that exists nowhere, with a size in its name so that the preflight cannot refuse it first.
+MISSING_MODEL = "culture-forge-tests/no-such-model-7b"
 
 
 def cli(argv: list[str]) -> int:
-    return run_train(parse(argv))
+    return main(["train", *map(str, argv)])
+
+
+def planned_config(out: Path) -> dict:
+    """The config a dry run hands to the ranks: what the flags turned into."""
+    return yaml.safe_load((out / "train_config.yaml").read_text())
+
+
+def one_error_line(err: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: "), err
+    return err.strip()
 
 
 @pytest.fixture
@@ -41,54 +53,65 @@ def hostfile(tmp_path) -> Path:
 
 
 def test_every_config_field_is_a_flag_with_help_text(capsys):
-    with pytest.raises(SystemExit):
-        parse(["--help"])
+    with pytest.raises(SystemExit) as exited:
+        cli(["--help"])
     help_text = capsys.readouterr().out
+    assert exited.value.code == 0
     for name, field in TrainConfig.model_fields.items():
         assert field.description, f"{name} has no help text"
         assert "--" + name.replace("_", "-") in help_text
 
 
-def test_flags_land_in_the_typed_config(data):
-    config = config_from_args(
-        parse(
-            [
-                "--base-model",
-                LLAMA70,
-                "--data",
-                str(data),
-                "--method",
-                "qlora",
-                "--launcher",
-                "deepspeed",
-                "--num-gpus",
-                "8",
-                "--zero",
-                "3",
-                "--lora-target-modules",
-                "q_proj,v_proj",
-                "--no-gradient-checkpointing",
-                "--learning-rate",
-                "1e-4",
-                "--max-steps",
-                "20",
-            ]
-        )
+def test_flags_land_in_the_typed_config(tmp_path, data):
+    out = tmp_path / "run"
+    code = cli(
+        [
+            "--base-model",
+            LLAMA70,
+            "--data",
+            data,
+            "--method",
+            "qlora",
+            "--launcher",
+            "deepspeed",
+            "--num-gpus",
+            "8",
+            "--zero",
+            "3",
+            "--lora-target-modules",
+            "q_proj,v_proj",
+            "--no-gradient-checkpointing",
+            "--learning-rate",
+            "1e-4",
+            "--max-steps",
+            "20",
+            # without gradient checkpointing 70B does not fit 8 x 80 GiB; the refusal is tested below
+            "--skip-preflight",
+            "--output-dir",
+            out,
+            "--dry-run",
+        ]
     )
-    assert config.method == "qlora" and config.zero == 3 and config.num_gpus == 8
-    assert config.lora_target_modules == ["q_proj", "v_proj"]
-    assert config.gradient_checkpointing is False
-    assert config.learning_rate == 1e-4 and config.max_steps == 20 and config.data == data
+    assert code == 0
+    config = planned_config(out)
+    assert config["skip_preflight"] is True
+    assert config["method"] == "qlora" and config["zero"] == 3 and config["num_gpus"] == 8
+    assert config["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert config["gradient_checkpointing"] is False
+    assert config["learning_rate"] == 1e-4 and config["max_steps"] == 20 and config["data"] == str(data)
 
 
 def test_yaml_config_is_merged_under_explicit_flags(tmp_path, data):
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"base-model": LLAMA70, "data": str(data), "lora_r": 64, "max_steps": 5}))
+    plan = {"base-model": LLAMA70, "method": "qlora", "launcher": "deepspeed", "zero": 3, "num_gpus": 8}
+    path.write_text(yaml.safe_dump({**plan, "data": str(data), "lora_r": 64, "max_steps": 5}))
+    out = tmp_path / "run"
 
-    config = config_from_args(parse(["--config", str(path), "--max-steps", "9"]))
+    assert cli(["--config", path, "--max-steps", "9", "--output-dir", out, "--dry-run"]) == 0
 
-    assert config.base_model == LLAMA70 and config.lora_r == 64
-    assert config.max_steps == 9
+    config = planned_config(out)
+    assert config["base_model"] == LLAMA70 and config["lora_r"] == 64
+    assert config["max_steps"] == 9
 
 
 @pytest.mark.parametrize(
@@ -99,14 +122,56 @@ def test_yaml_config_is_merged_under_explicit_flags(tmp_path, data):
         (["--launcher", "deepspeed", "--zero", "2", "--offload"], "error: --offload needs --zero 3"),
         (["--job", "ftjob-1"], "error: --job 'ftjob-1' only applies to --backend openai"),
         (["--launcher", "torchrun", "--hostfile", "h"], "error: --hostfile is read by the deepspeed"),
+        (["--backend", "openai"], "error: --backend openai needs --base-model set to an OpenAI model"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_two(data, capsys, argv, message):
-    code = cli(["--data", str(data), *argv])
-    err = capsys.readouterr().err
+    code = cli(["--data", data, *argv])
     assert code == 2
-    assert err.startswith(message)
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert one_error_line(capsys.readouterr().err).startswith(message)
+
+
+# Before: --max-steps 0 trained one step and -3 a whole epoch; inf and nan passed every bound.
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-steps", "0", "greater than 0"),
+        ("--max-steps", "-1", "greater than 0"),
+        ("--max-steps", "-3", "greater than 0"),
+        ("--learning-rate", "0", "greater than 0"),
+        ("--learning-rate", "-0.001", "greater than 0"),
+        ("--learning-rate", "inf", "finite number"),
+        ("--learning-rate", "nan", "finite number"),
+        ("--num-epochs", "0", "greater than 0"),
+        ("--num-epochs", "-2", "greater than 0"),
+        ("--num-epochs", "inf", "finite number"),
+        ("--batch-size", "0", "greater than 0"),
+        ("--batch-size", "-4", "greater than 0"),
+        ("--gradient-accumulation-steps", "0", "greater than 0"),
+        ("--warmup-ratio", "1.5", "less than 1"),
+        ("--weight-decay", "-0.1", "greater than or equal to 0"),
+        ("--seed", "-1", "greater than or equal to 0"),
+        ("--gpu-memory-gb", "inf", "finite number"),
+        ("--poll-interval", "inf", "finite number"),
+    ],
+)
+def test_wrong_numbers_are_refused_in_one_line_before_anything_runs(
+    tmp_path, data, capsys, flag, value, message
+):
+    out = tmp_path / "run"
+    # --dry-run: should the check regress, the test fails in seconds instead of training a model.
+    code = cli(["--data", data, flag, value, "--output-dir", out, "--dry-run"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert line.startswith(f"error: {flag} ") and value in line and message in line
+    assert not out.exists()
+
+
+def test_an_unknown_lr_schedule_is_refused_by_the_parser(data, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli(["--data", data, "--lr-scheduler", "cosine-ish"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'cosine-ish'" in one_error_line(capsys.readouterr().err)
 
 
 def test_missing_data_and_bad_yaml_are_user_errors(tmp_path, capsys):
@@ -114,8 +179,87 @@ def test_missing_data_and_bad_yaml_are_user_errors(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --data is required")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    assert cli(["--config", str(bad)]) == 2
+    assert cli(["--config", bad]) == 2
     assert "must hold a mapping" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data_flag", [[], ["--data", "no/such/dataset"]], ids=["no-data", "missing-data"])
+def test_a_dry_run_without_its_data_is_refused(tmp_path, capsys, data_flag):
+    # Before: exit 0 and a printed launch command that would have trained on nothing.
+    out = tmp_path / "run"
+    plan = ["--base-model", LLAMA70, "--method", "qlora", "--launcher", "deepspeed", "--num-gpus", "8"]
+    code = cli([*plan, "--zero", "3", *data_flag, "--output-dir", out, "--dry-run"])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert "--data" in line and ("is required" in line or "'no/such/dataset' does not exist" in line)
+    assert not (out / "train_config.yaml").exists()
+
+
+def test_an_openai_dry_run_checks_the_data_it_would_upload(tmp_path, capsys):
+    openai = ["--backend", "openai", "--base-model", "gpt-4o-mini-2024-07-18", "--output-dir", tmp_path / "o"]
+    assert cli([*openai, "--data", tmp_path / "missing.jsonl", "--dry-run"]) == 2
+    assert "missing.jsonl' does not exist" in one_error_line(capsys.readouterr().err)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    assert cli([*openai, "--data", bad, "--dry-run"]) == 2
+    assert "no assistant message" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "launch", [[], ["--launcher", "torchrun", "--num-gpus", "2"]], ids=["in-process", "launched"]
+)
+def test_a_base_model_that_is_not_here_is_named_at_once(tmp_path, data, capsys, launch):
+    # Before: about 50 s of hub retries, then a traceback (in-process) or one per rank (launched).
+    out = tmp_path / "run"
+    started = time.monotonic()
+    code = cli(["--base-model", MISSING_MODEL, "--data", data, *launch, "--output-dir", out])
+    line = one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert f"--base-model '{MISSING_MODEL}'" in line and "HF_HUB_OFFLINE=1" in line
+    assert time.monotonic() - started < 10
+    assert not (out / "train_config.yaml").exists() and not (out / "adapter").exists()
+
+
+def _env_with_the_hub_unset() -> dict[str, str]:
+    """The caller's environment without offline switches, and a hub endpoint that refuses at once:
+    if offline mode did not hold, the request would go to 127.0.0.1:9 (and the message would differ)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}
+
+
+def _train_argv(entry: str, data: Path, run_dir: Path) -> list[str]:
+    if entry == "cli.py":
+        return [
+            "cli.py",
+            "train",
+            "--base-model",
+            MISSING_MODEL,
+            "--data",
+            str(data),
+            "--output-dir",
+            str(run_dir),
+        ]
+    # What the launcher starts on every rank (and what launch_command.sh runs by hand).
+    config = run_dir.parent / "train_config.yaml"
+    config.write_text(
+        yaml.safe_dump({"base_model": MISSING_MODEL, "data": str(data), "output_dir": str(run_dir)})
+    )
+    return ["-m", "trainers.sft", "--config", str(config)]
+
+
+@pytest.mark.parametrize("entry", ["cli.py", "launched rank"])
+def test_offline_mode_holds_in_every_train_process(tmp_path, data, entry):
+    proc = subprocess.run(
+        [sys.executable, *_train_argv(entry, data, tmp_path / "run")],
+        cwd=ROOT,
+        env=_env_with_the_hub_unset(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr)
+    assert f"--base-model '{MISSING_MODEL}'" in line and "the hub is off (HF_HUB_OFFLINE=1)" in line
 
 
 def test_dry_run_for_8_gpus_on_2_nodes_prints_the_deepspeed_command_and_writes_configs(

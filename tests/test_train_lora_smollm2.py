@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
+from cli import main
 from tests.train_helpers import QUESTIONS, SYSTEM, smollm2_model_dir, write_dataset_dir
-from trainers.command import add_train_parser, run_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers(dest="command"))
-    return run_train(parser.parse_args(["train", *argv]))
+    return main(["train", *argv])
 
 
 def test_lora_finetune_lowers_the_loss_and_the_saved_adapter_generates(tmp_path):

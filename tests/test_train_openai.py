@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
 
 import pytest
 
+from cli import main
 from tests.fake_openai_finetune_server import FakeServer
 from tests.train_helpers import conversations, write_dataset_dir, write_jsonl
-from trainers.command import add_train_parser, run_train
 from trainers.config import TrainConfig, UserError
 from trainers.openai_backend import make_client, run_openai
 
@@ -54,9 +53,7 @@ def run(cfg: TrainConfig, sleeps: list[float] | None = None) -> tuple[int, str]:
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers(dest="command"))
-    return run_train(parser.parse_args(["train", *argv]))
+    return main(["train", *argv])
 
 
 def test_uploads_creates_follows_and_records_the_job(server, tmp_path, train_file):

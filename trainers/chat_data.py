@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trainers.config import UserError
 
@@ -103,23 +103,35 @@ def _read_saved_dataset(directory: Path) -> tuple[list[Conversation], list[Conve
     return convert("train"), validation
 
 
-def load_chat_data(data: Path, validation_data: Path | None = None) -> ChatSplits:
-    """Read --data (file or build-dataset directory) and an optional explicit validation file."""
+DataLayout = Literal["jsonl", "jsonl-dir", "saved-dataset"]
+
+
+def data_layout(data: Path) -> DataLayout:
+    """What kind of chat data --data names, judged from its files alone (a dry run reads no more)."""
+    if data.is_file():
+        return "jsonl"
     if data.is_dir():
         if (data / "train.jsonl").is_file():
-            splits = ChatSplits(read_chat_jsonl(data / "train.jsonl"), None, str(data / "train.jsonl"))
-            if (data / "validation.jsonl").is_file():
-                splits.validation = read_chat_jsonl(data / "validation.jsonl")
-                splits.validation_source = str(data / "validation.jsonl")
-        elif (data / "dataset_dict.json").is_file() or (data / "state.json").is_file():
-            train, validation = _read_saved_dataset(data)
-            splits = ChatSplits(train, validation, str(data), str(data) if validation else None)
-        else:
-            raise UserError(f"data directory {str(data)!r} has neither train.jsonl nor a saved HF dataset")
-    elif data.is_file():
-        splits = ChatSplits(read_chat_jsonl(data), None, str(data))
+            return "jsonl-dir"
+        if (data / "dataset_dict.json").is_file() or (data / "state.json").is_file():
+            return "saved-dataset"
+        raise UserError(f"data directory {str(data)!r} has neither train.jsonl nor a saved HF dataset")
+    raise UserError(f"--data {str(data)!r} does not exist")
+
+
+def load_chat_data(data: Path, validation_data: Path | None = None) -> ChatSplits:
+    """Read --data (file or build-dataset directory) and an optional explicit validation file."""
+    layout = data_layout(data)
+    if layout == "jsonl-dir":
+        splits = ChatSplits(read_chat_jsonl(data / "train.jsonl"), None, str(data / "train.jsonl"))
+        if (data / "validation.jsonl").is_file():
+            splits.validation = read_chat_jsonl(data / "validation.jsonl")
+            splits.validation_source = str(data / "validation.jsonl")
+    elif layout == "saved-dataset":
+        train, validation = _read_saved_dataset(data)
+        splits = ChatSplits(train, validation, str(data), str(data) if validation else None)
     else:
-        raise UserError(f"--data {str(data)!r} does not exist")
+        splits = ChatSplits(read_chat_jsonl(data), None, str(data))
     if validation_data is not None:
         splits.validation = read_chat_jsonl(validation_data)
         splits.validation_source = str(validation_data)

@@ -86,6 +86,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _run_hf(config: TrainConfig) -> int:
     from trainers import launcher, preflight
+    from trainers.chat_data import data_layout
+    from trainers.local_model import require_available
+
+    assert config.data is not None  # TrainConfig requires it for this backend
+    # Checked before the model loads (a minute, the first time) and in a dry run, whose command would fail.
+    data_layout(config.data)
 
     if config.launcher == "none" and not config.dry_run:
         from trainers.sft import train
@@ -94,6 +100,9 @@ def _run_hf(config: TrainConfig) -> int:
         return 0
 
     config = launcher.resolve_nodes(config)
+    if not config.dry_run:
+        # Every rank would fail to find the model; say it once, before anything starts.
+        require_available(config.base_model)
     # Refuse before any GPU time is spent (the ranks check again once the tokenizer is loaded).
     report = preflight.run_preflight(config)
     print(report.render(), file=sys.stderr)
@@ -125,12 +134,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         if config.backend == "openai":
-            from trainers.openai_backend import run_openai
+            from trainers.openai_backend import checked_files, run_openai
 
             if config.dry_run:
+                uploads = [] if config.job else [p for p in checked_files(config, sys.stderr) if p]
                 save_config(config, config.output_dir / "train_config.yaml")
+                action = f"follow job {config.job}" if config.job else f"fine-tune {config.base_model}"
                 print(
-                    f"dry run: would upload {config.data} and fine-tune {config.base_model} on OpenAI",
+                    f"dry run: would upload {', '.join(map(str, uploads)) or 'nothing'} and {action} on OpenAI",
                     file=sys.stderr,
                 )
                 return 0

@@ -14,6 +14,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 LOCAL_MODEL = "local"
+# The transformers schedules that need no extra arguments; any other name failed only once the Trainer
+# was built, after the model had loaded.
+LRSchedule = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+]
 
 
 class UserError(Exception):
@@ -21,7 +32,8 @@ class UserError(Exception):
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan pass every bound check (inf > 0) and then train forever or into nan losses.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # What to train.
     backend: Literal["hf", "openai"] = Field(
@@ -68,7 +80,9 @@ class TrainConfig(BaseModel):
         description="Passes over the training data (hf default 1; openai default: chosen by OpenAI). "
         "--max-steps wins when both are given.",
     )
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run the epochs).")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (default: run the epochs)."
+    )
     batch_size: int = Field(4, gt=0, description="Examples per device per forward pass.")
     gradient_accumulation_steps: int = Field(
         1, gt=0, description="Forward passes accumulated into one optimizer step."
@@ -77,9 +91,7 @@ class TrainConfig(BaseModel):
         1024, gt=8, description="Token limit per conversation; longer ones are cut from the right."
     )
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps with linear LR warmup.")
-    lr_scheduler: str = Field(
-        "cosine", description="transformers LR schedule name (cosine, linear, constant)."
-    )
+    lr_scheduler: LRSchedule = Field("cosine", description="Learning-rate schedule (transformers name).")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
@@ -96,7 +108,10 @@ class TrainConfig(BaseModel):
 
     # Output, logging, resuming.
     output_dir: Path = Field(Path("runs/train"), description="Where checkpoints, adapter and summary go.")
-    seed: int = Field(42, description="Random seed for data order and adapter initialisation.")
+    # The range numpy's seeding (transformers.set_seed) accepts.
+    seed: int = Field(
+        42, ge=0, lt=2**32, description="Random seed for data order and adapter initialisation."
+    )
     resume: bool = Field(False, description="Continue from the last checkpoint-* in --output-dir.")
     logging_steps: int = Field(1, gt=0, description="Record the training loss every N steps.")
     save_steps: int = Field(100, gt=0, description="Write a resumable checkpoint every N steps.")
@@ -178,10 +193,15 @@ class TrainConfig(BaseModel):
                 raise ValueError(
                     "--backend openai needs --data FILE to start a job, or --job ID to follow one"
                 )
+            if self.job is None and self.base_model == LOCAL_MODEL:
+                raise ValueError(
+                    "--backend openai needs --base-model set to an OpenAI model (e.g. gpt-4o-mini-2024-07-18)"
+                )
             return self
         if self.job is not None:
             raise ValueError(f"--job {self.job!r} only applies to --backend openai")
-        if self.data is None and not self.dry_run:
+        if self.data is None:
+            # A dry run too: the launch command it prints would train on nothing.
             raise ValueError("--data is required (a chat JSONL file or a build-dataset directory)")
         if self.zero and self.launcher == "none":
             raise ValueError(

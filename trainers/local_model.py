@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,53 @@ def go_offline_for(source: ModelSource) -> None:
     if source.is_local:
         for key, value in OFFLINE_ENV.items():
             os.environ.setdefault(key, value)
+
+
+def hub_off_by_default() -> None:
+    """Turn the hub off unless the user turned it on (HF_HUB_OFFLINE=0), as cli.py does.
+
+    Without it a model missing here was retried against the hub for about 50 s before a traceback.
+    huggingface_hub reads the variable once, when imported: call this first in a process.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except HFValidationError:  # not even a valid hub id, e.g. a mistyped local path
+        return False
+
+
+def require_available(spec: str) -> ModelSource:
+    """The base model's source, refused in one line when this machine cannot load it with the hub off."""
+    source = resolve_model(spec)
+    if source.is_local or not _hub_offline() or _in_hf_cache(source.name_or_path):
+        return source
+    raise UserError(
+        f"--base-model {spec!r} is neither a local model directory nor a downloaded hub model, and the "
+        f"hub is off (HF_HUB_OFFLINE=1): pass a directory, download it first (hf download {spec}), "
+        "or set HF_HUB_OFFLINE=0 to let training fetch it"
+    )
+
+
+@contextmanager
+def base_model_errors(spec: str) -> Iterator[None]:
+    """Loading failures of the base model (gated, deleted, no network) as one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--base-model {spec!r} could not be loaded: {first}") from exc
 
 
 def load_tokenizer(source: ModelSource):

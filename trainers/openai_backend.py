@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from agents.resilience import CallLimits, RetryPolicy, describe_error, is_transient_error
-from trainers.chat_data import read_chat_jsonl
+from trainers.chat_data import data_layout, read_chat_jsonl
 from trainers.config import TrainConfig, UserError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -91,12 +91,12 @@ def openai_files(config: TrainConfig) -> tuple[Path, Path | None]:
     """The JSONL files to upload; a build-dataset directory contributes train.jsonl / validation.jsonl."""
     assert config.data is not None
     data = config.data
-    if data.is_dir():
-        train = data / "train.jsonl"
-        if not train.is_file():
-            raise UserError(f"data directory {str(data)!r} has no train.jsonl to upload")
+    layout = data_layout(data)
+    if layout == "saved-dataset":
+        raise UserError(f"data directory {str(data)!r} has no train.jsonl to upload (OpenAI takes JSONL)")
+    if layout == "jsonl-dir":
         validation = data / "validation.jsonl"
-        return train, config.validation_data or (validation if validation.is_file() else None)
+        return data / "train.jsonl", config.validation_data or (validation if validation.is_file() else None)
     return data, config.validation_data
 
 
@@ -198,7 +198,8 @@ def _find_existing_job(client, calls: Calls, training_file: str, since: float):
     return None
 
 
-def create_job(client, config: TrainConfig, calls: Calls, out: TextIO):
+def checked_files(config: TrainConfig, out: TextIO) -> tuple[Path, Path | None]:
+    """The files to upload, every conversation checked first: a bad file costs no upload (nor a dry run's 0)."""
     train_path, val_path = openai_files(config)
     n_train = len(read_chat_jsonl(train_path))
     if val_path is not None:
@@ -208,6 +209,11 @@ def create_job(client, config: TrainConfig, calls: Calls, out: TextIO):
             f"openai: warning: {train_path} has {n_train} examples; OpenAI asks for at least {MIN_EXAMPLES}",
             file=out,
         )
+    return train_path, val_path
+
+
+def create_job(client, config: TrainConfig, calls: Calls, out: TextIO):
+    train_path, val_path = checked_files(config, out)
 
     def upload(path: Path) -> str:
         payload = (path.name, path.read_bytes())

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 from trainers.config import TrainConfig, UserError, build_config, load_config_file
-from trainers.local_model import go_offline_for, materialize, resolve_model
+from trainers.local_model import (
+    base_model_errors,
+    go_offline_for,
+    hub_off_by_default,
+    materialize,
+    require_available,
+    resolve_model,
+)
 from trainers.summary import TrainSummary, loss_curve, peak_memory, write_summary
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -125,7 +132,7 @@ def training_arguments(config: TrainConfig, compute: str, cuda: bool, has_eval: 
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_epochs or 1.0,
-        max_steps=config.max_steps,
+        max_steps=config.max_steps or -1,  # transformers' "run the epochs"
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
@@ -154,7 +161,7 @@ def training_arguments(config: TrainConfig, compute: str, cuda: bool, has_eval: 
 
 def train(config: TrainConfig, show_report: bool = True) -> TrainSummary | None:
     """Fine-tune and save; returns the summary on the main process (None on other ranks)."""
-    source = resolve_model(config.base_model)
+    source = require_available(config.base_model)
     go_offline_for(source)
 
     import torch
@@ -176,8 +183,9 @@ def train(config: TrainConfig, show_report: bool = True) -> TrainSummary | None:
     resume_from = checkpoint_to_resume(config)
 
     set_seed(config.seed)
-    source = materialize(source)
-    tokenizer = load_tokenizer(source)
+    with base_model_errors(config.base_model):
+        source = materialize(source)
+        tokenizer = load_tokenizer(source)
     report = preflight.check(config, tokenizer=tokenizer)
     if show_report:
         _log(report.render())
@@ -205,7 +213,8 @@ def train(config: TrainConfig, show_report: bool = True) -> TrainSummary | None:
         if stage != 3:
             # bitsandbytes places 4-bit weights at load time; each rank loads onto its own GPU.
             model_kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    model = load_causal_lm(source, dtype=getattr(torch, TORCH_DTYPES[compute]), **model_kwargs)
+    with base_model_errors(config.base_model):
+        model = load_causal_lm(source, dtype=getattr(torch, TORCH_DTYPES[compute]), **model_kwargs)
     model.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing
 
     if config.method in ("lora", "qlora"):
@@ -361,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         "--config", type=Path, required=True, help="train_config.yaml written by the launcher"
     )
     args = parser.parse_args(argv)
+    # A rank started by hand from launch_command.sh is as offline as one started by cli.py.
+    hub_off_by_default()
     try:
         config = build_config(load_config_file(args.config), {})
         train(config, show_report=False)
