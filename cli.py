@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -105,20 +106,48 @@ def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _settings_from(args: argparse.Namespace):
+def _validated(values: dict):
+    """`AugmentSettings` of `values`; the first invalid one is a one-line error naming its flag."""
     from graphs.settings import AugmentSettings
 
-    given = {
-        name: getattr(args, name)
-        for name in AugmentSettings.model_fields
-        if getattr(args, name, None) is not None
-    }
     try:
-        return AugmentSettings(**given)
+        return AugmentSettings(**values)
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = str(problem["loc"][0]) if problem["loc"] else "settings"
-        raise UserError(f"{_flag(field)}: {problem['msg'].lower()} (got {given.get(field)!r})") from None
+        raise UserError(f"{_flag(field)}: {problem['msg'].lower()} (got {values.get(field)!r})") from None
+
+
+def _settings_from(args: argparse.Namespace):
+    return _validated(_explicit_flags(args))
+
+
+def _warn(message: str) -> None:
+    """A problem the command recovers from: one line on stderr."""
+    from agents.endpoints import redact_urls
+
+    print(f"warning: {redact_urls(message)}", file=sys.stderr)
+
+
+def _run_dir_to_read(flag: str, path: Path) -> None:
+    """Refuse, in one line, a path given as an existing run directory that is not a directory."""
+    if not path.exists():
+        raise UserError(f"{flag} {path} does not exist")
+    if not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a run directory")
+
+
+def _stored_base_url(stored: str | None, given: str | None, where: str) -> str | None:
+    """The base URL to use again: a stored one had its credentials replaced by ***, so it is only
+    usable as it is when it had none."""
+    from agents.endpoints import has_credentials
+
+    if given is None and has_credentials(stored):
+        raise UserError(
+            f"{where}: the run's base URL {stored} had credentials, which are never stored; "
+            "give --base-url again"
+        )
+    return given or stored
 
 
 # Settings whose change would change the samples: a resume must keep them.
@@ -157,18 +186,22 @@ def _resume_settings(args: argparse.Namespace, run_dir: Path):
     from graphs.settings import AugmentSettings
     from storage.run_store import MANIFEST
 
+    _run_dir_to_read("--resume", run_dir)
     path = run_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         stored = AugmentSettings(**manifest["config"])
     except FileNotFoundError:
         raise UserError(f"--resume {run_dir}: no {MANIFEST} there, so no run to resume") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--resume: {path} cannot be read ({exc})") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
         raise UserError(
             f"--resume: {path} is not a readable augment manifest ({type(exc).__name__})"
         ) from None
     given = _explicit_flags(args)
     given.pop("out", None)
+    given["base_url"] = _stored_base_url(stored.base_url, given.get("base_url"), f"--resume {run_dir}")
     for field in RESULT_FIELDS:
         if field in given and given[field] != getattr(stored, field):
             raise UserError(
@@ -184,7 +217,8 @@ def _resume_settings(args: argparse.Namespace, run_dir: Path):
             raise UserError(
                 f"--resume {run_dir}: prompt {name} changed since the run started; start a new run"
             )
-    return stored.model_copy(update={**given, "out": run_dir})
+    # Validated again: the flags that may change (--rpm, --timeout, ...) get the same checks.
+    return _validated({**stored.model_dump(), **given, "out": run_dir})
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -197,6 +231,7 @@ def _default_out() -> Path:
 
 def run_augment(args: argparse.Namespace) -> int:
     import prompts
+    from agents.endpoints import redact_urls
     from agents.factory import ModelServices, create_chat_model, create_judge
     from agents.guards import MeaningGuard
     from agents.preflight import preflight
@@ -248,20 +283,16 @@ def run_augment(args: argparse.Namespace) -> int:
             check_new_run_dir(out)
         except RunDirError as exc:
             raise UserError(str(exc)) from None
-    services = ModelServices(limits=limits, base_url=settings.base_url, ledger=CallLedger(out / LEDGER))
+    ledger = CallLedger(out / LEDGER, warn=_warn)
+    services = ModelServices(limits=limits, base_url=settings.base_url, ledger=ledger)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         judge = create_judge(settings.judge, settings.threshold, services)
         asyncio.run(preflight(generator, judge, services))
     except SpecError as exc:
         raise UserError(str(exc)) from None
-    try:
-        if resume_dir is None:
-            prepare_run_dir(out)
-        lock = lock_run_dir(out)  # held until the process exits
-    except RunDirError as exc:
-        raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
+    # Everything that may still refuse the run comes before its directory is made.
     synonym_source = settings.resolved_synonym_source()
     strict = settings.resolved_strict_meaning()
     thesaurus = None
@@ -288,6 +319,12 @@ def run_augment(args: argparse.Namespace) -> int:
             strict_meaning=strict,
         ),
     )
+    try:
+        if resume_dir is None:
+            prepare_run_dir(out)
+        lock = lock_run_dir(out)  # held until this command returns (or the process dies)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
     progress = RunProgress(total=len(seeds), meter=services.meter, enabled=not args.quiet)
     # The ~270k objects of the imported libraries and loaded models live as long as the process;
     # freezing them keeps the garbage collector from re-scanning them (a full pass took 120 ms)
@@ -300,6 +337,7 @@ def run_augment(args: argparse.Namespace) -> int:
     # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: finished seeds stay, the manifest says so.
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        ledger.open()  # a damaged ledger is set aside now, its warning printed before the progress bar
         with progress:
             report = asyncio.run(
                 run_augmentation(
@@ -310,17 +348,18 @@ def run_augment(args: argparse.Namespace) -> int:
                     store=RunStore(out),
                     observer=progress.seed_done,
                     resume=resume_dir is not None,
+                    warn=_warn,
                 )
             )
     except FatalModelError as exc:
-        raise UserError(f"{exc} (run stopped; see {out / 'manifest.json'})") from None
+        raise UserError(f"{redact_urls(str(exc))} (run stopped; see {out / MANIFEST})") from None
     except KeyboardInterrupt:
         print(f"interrupted; continue with: python cli.py augment --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         services.ledger.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
-    lock.close()
+        lock.close()
     if not args.quiet:
         print_summary(report, services.meter, out)
     return 0 if report.status == "completed" else 1
@@ -342,19 +381,31 @@ def add_rejudge_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_rejudge)
 
 
+def _remove_if_empty(path: Path) -> None:
+    """Remove a directory this command made and then wrote nothing into."""
+    with contextlib.suppress(OSError):  # not empty (or already gone): leave it
+        path.rmdir()
+
+
 def run_rejudge(args: argparse.Namespace) -> int:
+    from agents.endpoints import redact_url
     from agents.factory import ModelServices, create_judge
+    from agents.preflight import preflight
+    from agents.resilience import FatalModelError, ModelCallFailed
     from agents.specs import SpecError
     from graphs.rejudge import rejudge_run
     from storage.run_store import MANIFEST, RunDirError, RunStore, check_new_run_dir, prepare_run_dir
     from storage.seeds import SeedFileError, load_seeds
 
+    _run_dir_to_read("rejudge:", args.run)
     manifest_path = args.run / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         config = manifest["config"]
     except FileNotFoundError:
         raise UserError(f"rejudge: no {MANIFEST} in {args.run}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"rejudge: {manifest_path} cannot be read ({exc})") from None
     except (json.JSONDecodeError, KeyError, TypeError):
         raise UserError(f"rejudge: {manifest_path} is not a readable augment manifest") from None
     if manifest.get("command") != "augment" or manifest.get("status") not in (
@@ -376,29 +427,47 @@ def run_rejudge(args: argparse.Namespace) -> int:
         raise UserError(f"--m: must be positive (got {m})")
     judges = args.judge or config["judge"]
     out = args.out or args.run / ("rejudge-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    base_url = _stored_base_url(config.get("base_url"), args.base_url, "rejudge")
     try:
         seeds = load_seeds(Path(config["seeds"]))
         check_new_run_dir(out)
-        services = ModelServices(base_url=args.base_url or config.get("base_url"))
+        services = ModelServices(base_url=base_url)
         judge = create_judge(judges, threshold, services)
+        # Key, endpoint and local models are checked before the output directory is made.
+        asyncio.run(preflight(None, judge, services))
     except (SeedFileError, RunDirError, SpecError) as exc:
         raise UserError(str(exc)) from None
     done = {c["seed_id"] for c in candidates}
     seeds = [s for s in seeds if s.q_id in done]
-    prepare_run_dir(out)
-    settings = {"judge": judges, "threshold": threshold, "m": m, "source_config": config}
-    result = asyncio.run(
-        rejudge_run(
-            seeds,
-            candidates,
-            judge=judge,
-            m=m,
-            generator=manifest.get("generator", config["generator"]),
-            source=args.run,
-            store=RunStore(out),
-            settings=settings,
+    made = not out.exists()
+    try:
+        prepare_run_dir(out)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    settings = {
+        "judge": judges,
+        "threshold": threshold,
+        "m": m,
+        "base_url": redact_url(base_url),
+        "source_config": config,
+    }
+    try:
+        result = asyncio.run(
+            rejudge_run(
+                seeds,
+                candidates,
+                judge=judge,
+                m=m,
+                generator=manifest.get("generator", config["generator"]),
+                source=args.run,
+                store=RunStore(out),
+                settings=settings,
+            )
         )
-    )
+    except (FatalModelError, ModelCallFailed) as exc:
+        if made:
+            _remove_if_empty(out)
+        raise UserError(f"rejudge stopped: {exc}") from None
     counts = result["counts"]
     print(
         f"rejudged {counts['candidates']} candidates of {counts['seeds']} seeds with {judge.spec}: "
@@ -428,7 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from agents.endpoints import redact_urls
+
+        # Messages may quote a server's URL or answer: credentials never reach the terminal.
+        print(f"error: {redact_urls(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

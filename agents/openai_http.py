@@ -11,6 +11,7 @@ the retry layer and error messages see exactly what the SDK would have raised.
 
 Only plain API-key clients without default query parameters take this path; other authentication
 (workload identity, providers) and query parameters stay with the SDK (`OpenAIHttp.supports`).
+Credentials in the base URL are sent as the SDK sends them: HTTP basic auth in place of the bearer key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import openai
 import orjson
+
+from agents.endpoints import split_credentials
 
 try:  # the HTTP library the OpenAI SDK builds its errors' responses from (httpx before 3.x)
     import httpx2 as sdk_httpx
@@ -71,8 +74,13 @@ class OpenAIHttp:
     """POSTs JSON bodies for one SDK client; one aiohttp session per event loop, closed by `aclose`."""
 
     def __init__(self, client: openai.AsyncOpenAI, *, pool: int, timeout_s: float) -> None:
-        self._base = str(client.base_url).rstrip("/")
+        # aiohttp refuses a URL with credentials next to an Authorization header; the SDK's client
+        # sends basic auth made from them instead of the bearer key, and so does this path.
+        self._base, basic_auth = split_credentials(str(client.base_url).rstrip("/"))
         headers = {**client.default_headers, **client.auth_headers}
+        if basic_auth is not None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers["Authorization"] = basic_auth
         # The SDK marks headers it should leave out (no organization set) with Omit objects.
         self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
         self._pool = pool

@@ -6,15 +6,17 @@ import asyncio
 
 from agents.chat import ResilientChatModel
 from agents.embedders import ApiEmbedder, LocalSentenceEmbedder
+from agents.endpoints import has_credentials, redact_url, redact_urls
 from agents.factory import OPENAI_KEY_ENV, ModelServices, openai_endpoint
 from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
 from agents.local_llm import LocalLlamaChat, _load_llama
 from agents.specs import SpecError
 
 
-def _chat_models(generator: ResilientChatModel, judge: Judge) -> list[ResilientChatModel]:
+def _chat_models(generator: ResilientChatModel | None, judge: Judge) -> list[ResilientChatModel]:
     judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
-    return [generator, *(j.model for j in judges if isinstance(j, LLMEquivalenceJudge))]
+    models = [j.model for j in judges if isinstance(j, LLMEquivalenceJudge)]
+    return models if generator is None else [generator, *models]
 
 
 def _embedders(judge: Judge) -> list[object]:
@@ -27,23 +29,32 @@ async def _check_openai_server(base_url: str | None, timeout: float) -> None:
 
     url, key = openai_endpoint(base_url)
     client = openai.AsyncOpenAI(api_key=key, base_url=url, max_retries=1, timeout=timeout)
-    where = url or "the OpenAI API"
+    where = redact_url(url) or "the OpenAI API"
+    # With credentials in the URL the SDK sends them (basic auth) instead of the key.
+    secret = (
+        "the user and password in the base URL"
+        if has_credentials(url)
+        else f"the API key in {OPENAI_KEY_ENV}"
+    )
     try:
         await client.models.list()
     except openai.AuthenticationError:
-        raise SpecError(f"{where} rejected the API key in {OPENAI_KEY_ENV} (HTTP 401)") from None
+        raise SpecError(f"{where} rejected {secret} (HTTP 401)") from None
     except openai.PermissionDeniedError:
-        raise SpecError(f"{where} refused access with the key in {OPENAI_KEY_ENV} (HTTP 403)") from None
+        raise SpecError(f"{where} refused access with {secret} (HTTP 403)") from None
     except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-        raise SpecError(f"cannot reach the OpenAI-compatible server at {where}: {exc}") from None
+        raise SpecError(
+            f"cannot reach the OpenAI-compatible server at {where}: {redact_urls(str(exc))}"
+        ) from None
     except openai.APIStatusError:
         pass  # servers without /models still serve chat completions
     finally:
         await client.close()
 
 
-async def preflight(generator: ResilientChatModel, judge: Judge, services: ModelServices) -> None:
-    """Load local models and check that OpenAI-compatible endpoints answer and accept the key."""
+async def preflight(generator: ResilientChatModel | None, judge: Judge, services: ModelServices) -> None:
+    """Load local models and check that OpenAI-compatible endpoints answer and accept the key
+    (`generator` None: the judge alone, as `rejudge` uses)."""
     needs_openai = False
     for model in _chat_models(generator, judge):
         if isinstance(model.chat, LocalLlamaChat):

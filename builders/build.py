@@ -3,11 +3,16 @@
 Everything that can be wrong with the inputs is checked before anything is written, and the output is
 assembled in a hidden directory beside `--out` and renamed into place at the end, so a failed build
 leaves no partial dataset behind.
+
+`--out` is replaced whole, so it may never be or hold an input of the build or a run directory, and
+`--overwrite` replaces only an earlier dataset (a directory with labels.jsonl). It may lie inside a
+run directory (runs/X/dataset): that replaces nothing of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import uuid
@@ -29,6 +34,7 @@ from builders.scales import OptionScale, ScaleError, parse_option_scale
 from builders.split import assign_splits, validation_questions
 from builders.translate import ChatModel, Translations, translate_prompts
 from storage.records import Seed
+from storage.run_store import run_marker
 from storage.seeds import DEFAULT_SEEDS, SeedFileError, load_seeds
 from storage.wvs_answers import AnswersFileError, CountryAnswers, load_countries
 
@@ -106,11 +112,62 @@ class BuildResult:
     written: list[str]
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def _inputs(settings: BuildSettings) -> list[tuple[str, Path]]:
+    """(flag, path) of every file or directory the build reads."""
+    named: list[tuple[str, Path | None]] = [
+        ("--samples", settings.samples),
+        ("--seeds", settings.seeds),
+        ("--cultures-file", settings.cultures_file),
+        *(("--answers-dir", folder) for folder in settings.answers_dir),
+        ("the shipped WVS answers", DEFAULT_ANSWERS_DIR),
+    ]
+    return [(flag, path) for flag, path in named if path is not None]
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _nested_run(root: Path) -> Path | None:
+    """A run directory below `root`, or None."""
+    for folder, _, _ in os.walk(root):
+        if run_marker(Path(folder)):
+            return Path(folder)
+    return None
+
+
+def check_out_dir(settings: BuildSettings) -> None:
+    """Refuse an --out whose replacement would lose anything but an earlier dataset."""
+    out, overwrite = settings.out, settings.overwrite
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    target = out.resolve()
+    for flag, path in _inputs(settings):
+        if _is_within(path.resolve(), target):
+            where = "is" if path.resolve() == target else "holds"
+            raise BuildError(f"--out {out} {where} the input {flag} {path}; choose another directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    marker = run_marker(out)
+    if marker is not None:
+        raise BuildError(
+            f"--out {out} is a run directory (it holds {marker}); build-dataset never replaces a run: "
+            "choose another directory"
+        )
+    if not overwrite:
         raise BuildError(f"--out {out} already holds files; choose another directory or pass --overwrite")
+    # Checked before walking the tree: --out / --overwrite must fail at once, not after a full walk.
+    if not (out / LABELS_FILE).is_file():
+        raise BuildError(
+            f"--out {out} holds files that are not a dataset (no {LABELS_FILE}); --overwrite replaces "
+            "only an earlier build: choose another directory"
+        )
+    nested = _nested_run(out)
+    if nested is not None:
+        raise BuildError(
+            f"--out {out} holds the run directory {nested}; build-dataset never replaces a run: "
+            "choose another directory"
+        )
 
 
 def parse_scales(seeds: Sequence[Seed], seeds_path: Path) -> dict[str, OptionScale]:
@@ -207,7 +264,7 @@ def build_dataset(
     settings: BuildSettings, *, model_factory: ModelFactory | None = None, warn: Warn = lambda _: None
 ) -> BuildResult:
     """Run a whole build; user errors raise `BuildError` before anything is written to `settings.out`."""
-    check_out_dir(settings.out, settings.overwrite)
+    check_out_dir(settings)
     try:
         known = load_cultures(settings.cultures_file)
         cultures = {name: known[name] for name in select_cultures(settings.culture, known)}

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.endpoints import redact_url
 from builders.formats import by_split
 from builders.prompt import WVS_PROMPT
 
@@ -54,7 +55,7 @@ def command_line(result: BuildResult) -> str:
     if settings.translate:
         words += ["--translate", settings.translate, "--translate-model", settings.translate_model or ""]
         if settings.base_url:
-            words += ["--base-url", settings.base_url]
+            words += ["--base-url", redact_url(settings.base_url) or ""]
     words += ["--out", shown(settings.out)]
     return shlex.join(words)
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agents.endpoints import redact_urls
 from agents.resilience import UsageMeter
 from graphs.runner import RunReport, SeedOutcome
 
@@ -65,4 +67,7 @@ def print_summary(report: RunReport, meter: UsageMeter, out: Path) -> None:
     table.add_row("manifest", str(out / "manifest.json"))
     console.print(table)
     for outcome in report.failed[:5]:
-        console.print(f"[red]seed {outcome.seed.q_id} failed:[/red] {outcome.failure}")
+        # A failure quotes the provider's error: brackets in it are text, not markup.
+        console.print(
+            f"[red]seed {outcome.seed.q_id} failed:[/red] {escape(redact_urls(outcome.failure or ''))}"
+        )

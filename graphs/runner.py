@@ -12,18 +12,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import prompts
+from agents.endpoints import redact_url, redact_urls
 from agents.factory import ModelServices
 from agents.resilience import FatalModelError, ModelCallFailed
 from agents.selector import ScoredCandidate
+from graphs.accounting import RUNNING, earlier_segments, llm_calls, run_totals
 from graphs.augment import AugmentContext, augment_graph, with_checkpoints
 from graphs.settings import AugmentSettings
 from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
 from storage.checkpoints import CHECKPOINTS, open_checkpoints
 from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
+from storage.sqlite_cache import Warn, warn_on_stderr
 
 REPORTED_PACKAGES = (
     "culture-forge",
@@ -42,6 +44,9 @@ REPORTED_PACKAGES = (
     "tenacity",
     "aiolimiter",
 )
+# How often a running process records its segment in the manifest: what a kill -9 can lose from
+# the run's accounting (each write costs ~8 ms of fsync, in a worker thread).
+SNAPSHOT_EVERY_S = 2.0
 
 
 @dataclass
@@ -73,17 +78,6 @@ Observer = Callable[[SeedOutcome], None]
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def redact_url(url: str | None) -> str | None:
-    """Drop credentials and query strings from a URL before it is written anywhere."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @cache
@@ -173,10 +167,21 @@ async def close_models(context: AugmentContext) -> None:
 
 
 class ManifestBuilder:
-    def __init__(self, settings: AugmentSettings, services: ModelServices, context: AugmentContext) -> None:
+    """The manifest of a run: its settings and results, this process's segment and the run's totals
+    over the segments of the processes before it (`earlier`)."""
+
+    def __init__(
+        self,
+        settings: AugmentSettings,
+        services: ModelServices,
+        context: AugmentContext,
+        earlier: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self.settings = settings
         self.services = services
         self.context = context
+        self.earlier = list(earlier)
+        self.restored = 0  # seeds finished by earlier processes, not by this one
         # The environment is read before the run's clock starts (parsing package metadata takes
         # ~40 ms, and it is the same for every run of the process).
         self.packages = package_versions()
@@ -194,25 +199,50 @@ class ManifestBuilder:
             "embedding_misses": ledger.embedding_misses,
         }
 
+    def segment(self, status: str, finished: int, error: str | None = None) -> dict[str, Any]:
+        """This process's part of the run so far."""
+        usage = self.services.meter.as_dict()
+        answered, replayed = llm_calls(usage)
+        now = now_iso()
+        segment: dict[str, Any] = {
+            "started_at": self.started_at,
+            "ended_at": None if status == RUNNING else now,
+            "updated_at": now,
+            "status": status,
+            "duration_s": round(time.perf_counter() - self._clock, 2),
+            "seeds_finished": finished,
+            "llm_calls": answered,
+            "llm_calls_replayed": replayed,
+            "usage_by_step": usage,
+            "ledger": self._ledger_counts(),
+            "rate": self.services.gate.report(time.perf_counter() - self._clock),
+        }
+        if error:
+            segment["error"] = error
+        return segment
+
     def build(
         self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None
     ) -> dict[str, Any]:
         config = self.settings.model_dump(mode="json")
         config["base_url"] = redact_url(config.get("base_url"))
+        error = redact_urls(error) if error else None
         stats = [o.stats for o in outcomes]
 
         def total(name: str) -> int:
             return sum(getattr(s, name) for s in stats)
 
-        usage = self.services.meter.as_dict()
-        llm_calls = sum(u["calls"] for step, u in usage.items() if step != "embed")
+        current = self.segment(status, len(outcomes) - self.restored, error)
+        segments = [*self.earlier, current]
+        totals = run_totals(segments)
         done = [o for o in outcomes if not o.failure]
         manifest: dict[str, Any] = {
             "command": "augment",
             "status": status,
-            "started_at": self.started_at,
-            "finished_at": now_iso() if status != "running" else None,
-            "duration_s": round(time.perf_counter() - self._clock, 2),
+            "started_at": totals["started_at"],
+            "finished_at": current["ended_at"],
+            # Time the processes spent on the run, not counting the pauses between them.
+            "duration_s": totals["duration_s"],
             "config": config,
             "generator": self.context.generator.spec,
             "judge": self.context.judge.spec,
@@ -227,8 +257,11 @@ class ManifestBuilder:
                 "seeds_failed": len(outcomes) - len(done),
                 "seeds_with_samples": sum(1 for o in done if o.samples),
                 "samples": sum(len(o.samples) for o in outcomes),
-                "llm_calls": llm_calls,
-                "llm_calls_per_seed": round(llm_calls / len(outcomes), 2) if outcomes else 0.0,
+                # Answered by the providers, over all processes; calls a resumed process replayed
+                # from the ledger were paid for once, by the process that first made them.
+                "llm_calls": totals["llm_calls"],
+                "llm_calls_replayed": totals["llm_calls_replayed"],
+                "llm_calls_per_seed": round(totals["llm_calls"] / len(outcomes), 2) if outcomes else 0.0,
                 "paraphrase_rounds": total("paraphrase_rounds"),
                 "candidates": {
                     "paraphrase": {
@@ -247,9 +280,11 @@ class ManifestBuilder:
                 },
                 "failures": len(outcomes) - len(done),
             },
-            "usage_by_step": usage,
-            "ledger": self._ledger_counts(),
-            "rate": self.services.gate.report(time.perf_counter() - self._clock),
+            "usage_by_step": totals["usage_by_step"],
+            "ledger": totals["ledger"],
+            # Rates do not add up over processes: this is the latest one's (each segment has its own).
+            "rate": current["rate"],
+            "segments": segments,
             "seeds": {
                 o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure}
                 for o in outcomes
@@ -258,6 +293,16 @@ class ManifestBuilder:
         if error:
             manifest["error"] = error
         return manifest
+
+
+def _ending(stopped_by: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that `stopped_by` ended before every seed was done."""
+    if isinstance(stopped_by, FatalModelError):
+        return "failed", str(stopped_by)
+    if isinstance(stopped_by, (KeyboardInterrupt, asyncio.CancelledError)):
+        # Ctrl-C, SIGTERM, a cancelled task: finished seeds and checkpoints are kept for --resume
+        return "interrupted", f"stopped by {type(stopped_by).__name__}"
+    return "failed", f"{type(stopped_by).__name__}: {stopped_by}"
 
 
 async def run_augmentation(
@@ -269,12 +314,20 @@ async def run_augmentation(
     store: RunStore,
     observer: Observer | None = None,
     resume: bool = False,
+    warn: Warn = warn_on_stderr,
 ) -> RunReport:
     """Augment every seed; a seed whose calls exhaust their retries is recorded as failed, while an
-    unrecoverable error (bad key, unknown model) stops the whole run."""
-    manifest = ManifestBuilder(settings, services, context)
+    unrecoverable error (bad key, unknown model) stops the whole run.
+
+    With `resume`, seeds an earlier process finished are kept and the manifest goes on accounting
+    for the run across processes; `warn` hears of a damaged checkpoint file being set aside.
+    """
+    manifest = ManifestBuilder(
+        settings, services, context, earlier_segments(store.read_manifest()) if resume else ()
+    )
     generator, judge = context.generator.spec, context.judge.spec
     outcomes: dict[str, SeedOutcome] = restore_finished(store, seeds) if resume else {}
+    manifest.restored = len(outcomes)
     if resume:
         # Drop torn lines and samples of seeds that never finished: they will be made again.
         await store.rewrite_samples(r for o in outcomes.values() for r in to_records(o, generator, judge))
@@ -282,11 +335,20 @@ async def run_augmentation(
         for outcome in outcomes.values():
             if observer:
                 observer(outcome)
+
+    def so_far() -> list[SeedOutcome]:
+        return [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
+
+    async def keep_snapshots() -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_EVERY_S)
+            await store.write_manifest(manifest.build(RUNNING, so_far(), len(seeds)))
+
     # Enough seeds in flight to keep every call slot busy, and no more: seeds then finish (and are
     # written) steadily from the start instead of all together at the end.
     slots = min(settings.concurrency, context.generator.parallelism or settings.concurrency)
     seeds_in_flight = asyncio.Semaphore(max(2 * slots, 2))
-    await store.write_manifest(manifest.build("running", [], len(seeds)))
+    await store.write_manifest(manifest.build(RUNNING, so_far(), len(seeds)))
 
     async def one(seed: Seed, graph: Any) -> None:
         async with seeds_in_flight:
@@ -309,31 +371,35 @@ async def run_augmentation(
                 observer(outcome)
 
     stopped_by: BaseException | None = None
-    checkpoints = store.root / CHECKPOINTS
-    async with open_checkpoints(checkpoints, CHECKPOINTED_TYPES, CHECKPOINTED_ROWS) as checkpointer:
-        graph = with_checkpoints(checkpointer)
-        tasks: list[asyncio.Task] = []
-        try:
-            for seed in seeds:
-                if seed.q_id not in outcomes:
-                    tasks.append(asyncio.create_task(one(seed, graph)))
-                    # Let the new seed get to its first call before the next one is set up: started
-                    # all at once, every seed's set-up ran before the first request went out.
-                    await asyncio.sleep(0)
-            await asyncio.gather(*tasks)
-        except BaseException as exc:
-            stopped_by = exc
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    tasks: list[asyncio.Task] = []
+    snapshots = asyncio.create_task(keep_snapshots())
+    try:
+        checkpoints = store.root / CHECKPOINTS
+        async with open_checkpoints(
+            checkpoints, CHECKPOINTED_TYPES, CHECKPOINTED_ROWS, warn=warn
+        ) as checkpointer:
+            graph = with_checkpoints(checkpointer)
+            try:
+                for seed in seeds:
+                    if seed.q_id not in outcomes:
+                        tasks.append(asyncio.create_task(one(seed, graph)))
+                        # Let the new seed get to its first call before the next one is set up:
+                        # started all at once, every seed's set-up ran before the first request.
+                        await asyncio.sleep(0)
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException as exc:
+        stopped_by = exc
+    finally:
+        snapshots.cancel()
+        await asyncio.gather(snapshots, return_exceptions=True)
     await close_models(context)
     if stopped_by is not None:
-        ordered = [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
-        if isinstance(stopped_by, FatalModelError):
-            status, reason = "failed", str(stopped_by)
-        else:  # Ctrl-C, SIGTERM or a cancelled task: finished seeds and checkpoints are kept for --resume
-            status, reason = "interrupted", f"stopped by {type(stopped_by).__name__}"
-        await store.write_manifest(manifest.build(status, ordered, len(seeds), error=reason))
+        status, reason = _ending(stopped_by)
+        await store.write_manifest(manifest.build(status, so_far(), len(seeds), error=reason))
         raise stopped_by
     ordered = [outcomes[s.q_id] for s in seeds]
     # Seeds finish in any order; the final file lists them in seed-file order.

@@ -16,7 +16,8 @@ LOCAL_THRESHOLD = 0.85
 
 
 class AugmentSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No float setting may be inf or nan: an infinite timeout or rate overflowed deep in asyncio.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     seeds: Path = Field(
         default=DEFAULT_SEEDS, description="Seed file: JSONL with q_id, q_content, optional topic and option."
@@ -55,11 +56,14 @@ class AugmentSettings(BaseModel):
         default=24, gt=0, description="Substituted sentences judged per kept paraphrase."
     )
     concurrency: int = Field(default=8, gt=0, description="LLM calls in flight across the whole run.")
-    rpm: float | None = Field(default=None, gt=0, description="Request rate limit per minute across the run.")
+    # At least 1 a minute: a rate near 0 (1e-300) left the run waiting forever for its first call.
+    rpm: float | None = Field(
+        default=None, ge=1, description="Request rate limit per minute across the run (at least 1)."
+    )
     tpm: float | None = Field(
         default=None,
-        gt=0,
-        description="Token rate limit per minute across the run (estimated before each call).",
+        ge=1,
+        description="Token rate limit per minute across the run, estimated before each call (at least 1).",
     )
     max_attempts: int = Field(
         default=6,

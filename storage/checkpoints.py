@@ -4,7 +4,8 @@ After every completed graph step the seed's state is committed to SQLite, so a s
 failed) mid-graph continues from its last completed step instead of starting over; calls made inside
 the unfinished step are replayed from the call ledger. Only the run's own state types may be read
 back (LangGraph's msgpack allowlist), so a tampered checkpoint file cannot construct arbitrary objects.
-Lists of the run's candidate records are stored as plain rows (`RowsSerializer`).
+Lists of the run's candidate records are stored as plain rows (`RowsSerializer`). The file is a cache
+of work done: a damaged one is set aside when opened and the unfinished seeds start over.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-CHECKPOINTS = "checkpoints.sqlite"
+from storage.run_store import CHECKPOINTS as CHECKPOINTS  # re-exported: the file's name
+from storage.sqlite_cache import Warn, connect_cache, warn_on_stderr
+
 _ROWS = "__rows__"
 
 
@@ -118,10 +121,16 @@ class InLoopSqliteSaver(SqliteSaver):
 
 
 @contextmanager
-def _connection(path: Path) -> Iterator[sqlite3.Connection]:
+def _connection(path: Path, warn: Warn) -> Iterator[sqlite3.Connection]:
     # The saver guards the connection with its own lock; check_same_thread=False lets a sync
     # caller (a test, a tool) use it from another thread.
-    with closing(sqlite3.connect(path, check_same_thread=False)) as connection:
+    connection = connect_cache(
+        path,
+        consequence="unfinished seeds start over (their answers come from the call ledger)",
+        warn=warn,
+        check_same_thread=False,
+    )
+    with closing(connection):
         # With WAL and synchronous=NORMAL a commit survives the process being killed (what
         # resuming needs) without an fsync per graph step; an OS crash may lose the last steps,
         # which are then redone.
@@ -131,11 +140,12 @@ def _connection(path: Path) -> Iterator[sqlite3.Connection]:
 
 @asynccontextmanager
 async def open_checkpoints(
-    path: Path, state_types: Iterable[type], row_types: Iterable[type] = ()
+    path: Path, state_types: Iterable[type], row_types: Iterable[type] = (), *, warn: Warn = warn_on_stderr
 ) -> AsyncIterator[InLoopSqliteSaver]:
-    """A checkpointer on `path` (created when missing) that revives only `state_types`, storing
-    lists of `row_types` (NamedTuples made of plain values) as rows."""
-    with _connection(path) as connection:
+    """A checkpointer on `path` (created when missing, set aside and begun afresh when damaged)
+    that revives only `state_types`, storing lists of `row_types` (NamedTuples made of plain
+    values) as rows."""
+    with _connection(path, warn) as connection:
         serde = RowsSerializer(row_types, allowed_msgpack_modules=list(state_types))
         saver = InLoopSqliteSaver(connection, serde=serde)
         saver.setup()  # switches the file to WAL

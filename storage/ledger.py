@@ -5,6 +5,8 @@ index, local sampling seeds included), so it replays completed calls from disk i
 them again. Malformed answers are stored too: a replay then walks the same retry sequence.
 SQLite (WAL) commits each answer on its own, so a killed process loses at most the call in flight.
 Embedding requests to an API are kept too (as float32 matrices): they are cheap, but still paid.
+The ledger is a cache: a damaged file is set aside when opened, and one that fails mid-run is no
+longer used; either way the run goes on and asks the provider instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
-LEDGER = "ledger.sqlite"
+from storage.run_store import LEDGER as LEDGER  # re-exported: the file's name
+from storage.sqlite_cache import Warn, connect_cache, warn_on_stderr
+
+_WITHOUT_IT = "answers it held will be asked again"
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,32 @@ def embedding_key(spec: str, texts: list[str]) -> str:
 class CallLedger:
     """Opened on first use, so it can be handed to the models before the run directory exists."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, warn: Warn = warn_on_stderr) -> None:
         self.path = path
+        self._warn = warn
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._failed = False  # an error mid-run turned the ledger off for the rest of the process
         self.hits = 0
         self.misses = 0
         self.embedding_hits = 0
         self.embedding_misses = 0
 
+    def open(self) -> None:
+        """Open the file now (checking it, setting a damaged one aside) rather than on first use."""
+        with self._lock:
+            _ = self._db
+
     @property
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            connection = connect_cache(
+                self.path,
+                consequence=_WITHOUT_IT,
+                warn=self._warn,
+                check_same_thread=False,
+                isolation_level=None,
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute(
@@ -74,27 +92,53 @@ class CallLedger:
             self._connection = connection
         return self._connection
 
+    def _give_up(self, exc: sqlite3.Error) -> None:
+        """Stop using a ledger that failed mid-run (disk full, damaged under us): calls go to the
+        provider, which is what the ledger saves, never what the results depend on."""
+        self._failed = True
+        self._warn(f"{self.path} failed ({exc}); not used for the rest of this run, {_WITHOUT_IT}")
+
     def get(self, key: str) -> LedgerEntry | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT text, input_tokens, output_tokens FROM calls WHERE key = ?", (key,)
-            ).fetchone()
+            row = None
+            if not self._failed:
+                try:
+                    row = self._db.execute(
+                        "SELECT text, input_tokens, output_tokens FROM calls WHERE key = ?", (key,)
+                    ).fetchone()
+                except sqlite3.Error as exc:
+                    self._give_up(exc)
             if row is None:
                 self.misses += 1
                 return None
             self.hits += 1
             return LedgerEntry(*row)
 
-    def put(self, key: str, *, spec: str, step: str, entry: LedgerEntry) -> None:
+    def _write(self, statement: str, values: tuple) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, spec, step, entry.text, entry.input_tokens, entry.output_tokens, time.time()),
-            )
+            if self._failed:
+                return
+            try:
+                self._db.execute(statement, values)
+            except sqlite3.Error as exc:
+                self._give_up(exc)
+
+    def put(self, key: str, *, spec: str, step: str, entry: LedgerEntry) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, spec, step, entry.text, entry.input_tokens, entry.output_tokens, time.time()),
+        )
 
     def get_vectors(self, key: str) -> np.ndarray | None:
         with self._lock:
-            row = self._db.execute("SELECT rows, dims, vectors FROM embeddings WHERE key = ?", (key,)).fetchone()
+            row = None
+            if not self._failed:
+                try:
+                    row = self._db.execute(
+                        "SELECT rows, dims, vectors FROM embeddings WHERE key = ?", (key,)
+                    ).fetchone()
+                except sqlite3.Error as exc:
+                    self._give_up(exc)
             if row is None:
                 self.embedding_misses += 1
                 return None
@@ -104,11 +148,10 @@ class CallLedger:
 
     def put_vectors(self, key: str, *, spec: str, vectors: np.ndarray) -> None:
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
-                (key, spec, matrix.shape[0], matrix.shape[1], matrix.tobytes(), time.time()),
-            )
+        self._write(
+            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
+            (key, spec, matrix.shape[0], matrix.shape[1], matrix.tobytes(), time.time()),
+        )
 
     def __len__(self) -> int:
         with self._lock:

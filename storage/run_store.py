@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
+import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import aiofiles
-import aiofiles.os
 import orjson
 
 from storage.records import SampleRecord
@@ -18,32 +21,66 @@ MANIFEST = "manifest.json"
 PROGRESS = "progress.jsonl"
 CANDIDATES = "candidates.jsonl"
 LOCK = ".lock"
+LEDGER = "ledger.sqlite"  # storage.ledger
+CHECKPOINTS = "checkpoints.sqlite"  # storage.checkpoints
+# Files only a run directory of `augment` or `rejudge` holds (samples.jsonl alone is any tool's).
+RUN_MARKERS = (MANIFEST, PROGRESS, CANDIDATES, LEDGER, CHECKPOINTS)
 
 
 class RunDirError(ValueError):
     pass
 
 
+def run_marker(path: Path) -> str | None:
+    """The file that makes `path` a run directory, or None when it is not one."""
+    return next((name for name in RUN_MARKERS if (path / name).exists()), None)
+
+
 def check_new_run_dir(path: Path) -> None:
     """Refuse a run directory that already holds something: a run is never written over."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--out {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
+    try:
+        holds_files = path.is_dir() and any(path.iterdir())
+    except OSError as exc:
+        raise RunDirError(f"--out {path} cannot be read ({exc.strerror})") from None
+    if holds_files:
         raise RunDirError(f"--out {path} already holds files; choose a new run directory")
 
 
+def check_writable(path: Path) -> None:
+    """Create (and remove) a file in `path`: a run that could not write its results (a read-only
+    file system, a directory that takes no new files) stops here in one line, not mid-run."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise RunDirError(f"run directory {path} is not writable ({exc.strerror})") from None
+
+
 def prepare_run_dir(path: Path) -> Path:
+    """Create the new run directory `path` and make sure it takes files."""
     check_new_run_dir(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only file system, no permission, a file where a folder should be
+        raise RunDirError(f"--out {path}: cannot create the run directory ({exc.strerror})") from None
+    check_writable(path)
     return path
 
 
 def lock_run_dir(path: Path):
     """Hold an exclusive lock on the run directory for this process's lifetime (released on exit,
-    even after kill -9), so a second process cannot write into the same run."""
+    even after kill -9), so a second process cannot write into the same run. A resumed run's
+    directory is checked to take files first: its lock file may exist when nothing else can be made.
+    """
     import fcntl
 
-    handle = (path / LOCK).open("a+")
+    check_writable(path)
+    try:
+        handle = (path / LOCK).open("a+")
+    except OSError as exc:
+        raise RunDirError(f"run directory {path} is not writable ({exc.strerror})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -59,14 +96,18 @@ async def _append(path: Path, payload: str) -> None:
         await handle.flush()
 
 
-async def _replace(path: Path, text: str) -> None:
+def _replace_now(path: Path, text: str) -> None:
     """Write beside the target, sync, rename: readers see the old file or the new one, never half."""
     temporary = path.with_name(path.name + ".tmp")
-    async with aiofiles.open(temporary, "w", encoding="utf-8") as handle:
-        await handle.write(text)
-        await handle.flush()
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
         os.fsync(handle.fileno())
-    await aiofiles.os.replace(temporary, path)
+    os.replace(temporary, path)
+
+
+async def _replace(path: Path, text: str) -> None:
+    await asyncio.to_thread(_replace_now, path, text)
 
 
 def _json_line(record: dict) -> str:
@@ -90,6 +131,15 @@ def _dumps(record: SampleRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
 
 
+def read_manifest(path: Path) -> dict | None:
+    """The run's manifest, or None where there is none or it cannot be read as a JSON object."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -97,6 +147,11 @@ class RunStore:
         self.manifest_path = root / MANIFEST
         self.progress_path = root / PROGRESS
         self.candidates_path = root / CANDIDATES
+        # Manifest writes run in worker threads and go on when the task awaiting them is cancelled
+        # (an interrupt during a snapshot); numbered, the later manifest is never overwritten.
+        self._manifest_lock = threading.Lock()
+        self._manifest_numbers = itertools.count(1)
+        self._manifest_written = 0
 
     async def append_samples(self, records: Sequence[SampleRecord]) -> None:
         """Append one seed's records in a single write, so lines are whole after a crash."""
@@ -145,5 +200,17 @@ class RunStore:
         """Replace samples.jsonl by the given records (seed order) through a temp file and rename."""
         await _replace(self.samples_path, "".join(_dumps(r) + "\n" for r in records))
 
+    def read_manifest(self) -> dict | None:
+        return read_manifest(self.manifest_path)
+
     async def write_manifest(self, manifest: dict) -> None:
-        await _replace(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        number = next(self._manifest_numbers)
+        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+        await asyncio.to_thread(self._write_manifest_numbered, number, text)
+
+    def _write_manifest_numbered(self, number: int, text: str) -> None:
+        with self._manifest_lock:
+            if number < self._manifest_written:
+                return
+            _replace_now(self.manifest_path, text)
+            self._manifest_written = number

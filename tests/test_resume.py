@@ -52,7 +52,10 @@ def test_a_resumed_run_equals_the_uninterrupted_one_without_paying_twice(tmp_pat
     assert chat_requests(mock_openai) == before
     manifest = json.loads((broken / "manifest.json").read_text())
     assert manifest["status"] == "completed"
-    assert manifest["ledger"]["misses"] == 0
+    first, resumed = manifest["segments"]
+    assert first["status"] == "completed" and first["llm_calls"] == before
+    assert resumed["ledger"]["misses"] == 0 and resumed["llm_calls"] == 0
+    assert manifest["counts"]["llm_calls"] == before  # the run's calls, all paid by the first process
     assert manifest["counts"]["seeds_done"] == 3
 
 
@@ -64,8 +67,9 @@ def test_without_checkpoints_the_ledger_still_replays_every_call(tmp_path, finis
     assert augment(mock_openai, "--resume", str(broken)) == 0
     assert lines(broken / "samples.jsonl") == lines(finished_run / "samples.jsonl")
     assert chat_requests(mock_openai) == before
-    ledger = json.loads((broken / "manifest.json").read_text())["ledger"]
-    assert ledger["hits"] > 0 and ledger["misses"] == 0
+    resumed = json.loads((broken / "manifest.json").read_text())["segments"][-1]
+    assert resumed["ledger"]["hits"] > 0 and resumed["ledger"]["misses"] == 0
+    assert resumed["llm_calls"] == 0 and resumed["llm_calls_replayed"] == resumed["ledger"]["hits"]
 
 
 def test_rerunning_with_the_same_out_continues_that_run(finished_run, mock_openai):
@@ -74,6 +78,19 @@ def test_rerunning_with_the_same_out_continues_that_run(finished_run, mock_opena
     assert augment(mock_openai, "--out", str(finished_run)) == 0
     assert lines(finished_run / "samples.jsonl") == before
     assert chat_requests(mock_openai) == requests
+
+
+def test_rerunning_a_finished_run_keeps_its_record(finished_run, mock_openai):
+    record = json.loads((finished_run / "manifest.json").read_text())
+    assert augment(mock_openai, "--out", str(finished_run)) == 0
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["started_at"] == record["started_at"]
+    assert manifest["counts"]["llm_calls"] == record["counts"]["llm_calls"] == chat_requests(mock_openai)
+    assert manifest["usage_by_step"]["paraphrase"]["input_tokens"] == (
+        record["usage_by_step"]["paraphrase"]["input_tokens"]
+    )
+    assert manifest["segments"][0] == record["segments"][0]
+    assert manifest["segments"][1]["llm_calls"] == 0 and manifest["segments"][1]["status"] == "completed"
 
 
 def test_a_resume_that_would_change_results_is_refused(finished_run, mock_openai, capsys):
