@@ -1,0 +1,456 @@
+"""Every command in README.md's code blocks works as written: each runs through `python cli.py` here.
+
+The commands are read out of README.md itself. ENTRIES holds one entry per README command, saying how
+it runs on a 2-core machine with no network: which README text is swapped for a small form or a local
+stand-in (`--limit 1`, `--max-steps 2`, a temporary directory for DIR, the loopback servers for
+`openai:` models and OpenAI fine-tuning), which flags are added (an output directory out of the
+repository), and what must come out (exit status, files, output lines). A README command with no
+entry, or an entry whose command is no longer in README.md, fails `test_every_readme_command_has_one_entry`.
+
+Every command runs in its own `python cli.py` process (cwd: the repository root, HF_HUB_OFFLINE=1,
+no provider keys but the ones an entry sets). `{name}` in an entry is filled from the fixture of that
+name: `tmp` (this test's directory), `mock` (bench/mock_openai_server.py), `finetune`
+(tests/fake_openai_finetune_server.py), `key` (the key both servers accept), `run` (a small augment
+run made first, standing for runs/X), `built` (such a run that README's build-dataset command has
+turned into dataset-ar), `job` (a fine-tuning job on the imitation server), `hostfile`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import string
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.mock_openai_server import MockOpenAIServer, ServerConfig
+from tests.conftest import FAKE_KEY
+from tests.fake_openai_finetune_server import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY")
+TIMEOUT_S = 300
+
+pytestmark = pytest.mark.integration
+
+
+def readme_commands(text: str) -> list[str]:
+    """The `... cli.py ...` commands of README's fenced code blocks, one line each, comments dropped.
+
+    Continuation lines are joined and `setup && command` keeps the command; the result is the command
+    as shlex reads it, re-joined with single spaces.
+    """
+    commands = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if "cli.py" in words:
+                    commands.append(" ".join(words))
+    return commands
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How one README command runs here, and what it must do."""
+
+    name: str
+    readme: str  # the command as readme_commands() gives it
+    replace: tuple[tuple[str, str], ...] = ()  # (README text, what runs here); each text occurs once
+    extra: tuple[str, ...] = ()  # flags added after the command
+    env: tuple[tuple[str, str], ...] = ()
+    exit_status: int = 0
+    outputs: tuple[str, ...] = ()  # files that must exist afterwards
+    absent: tuple[str, ...] = ()  # paths that must not exist afterwards (nothing written)
+    stdout: tuple[str, ...] = ()  # text the standard output must contain
+    stderr: tuple[str, ...] = ()
+    served: tuple[str, ...] = ()  # models the mock server must have been asked for
+    check: Callable[[dict[str, str]], None] | None = None  # further checks of the outputs
+    slow: bool = False  # loads an embedded model (or trains one)
+    why: str = ""  # for the commands that cannot run here as they would elsewhere
+
+    def command(self) -> str:
+        text = self.readme
+        for old, new in self.replace:
+            text = text.replace(old, new)
+        return text + "".join(f" {shlex.quote(flag)}" for flag in self.extra)
+
+    def placeholders(self) -> set[str]:
+        texts = [self.command(), *(v for _, v in self.env), *self.outputs, *self.absent, *self.stdout]
+        return {name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def augment_completed(out: str) -> Callable[[dict[str, str]], None]:
+    def check(ctx: dict[str, str]) -> None:
+        manifest = json.loads((Path(out.format(**ctx)) / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["status"] == "completed" and manifest["counts"]["seeds_done"] == 1, manifest
+
+    return check
+
+
+def built_dataset(ctx: dict[str, str]) -> None:
+    out = Path(ctx["run"]) / "dataset-ar"
+    rows = json_lines(out / "train.jsonl")
+    augmented = {s["text"] for s in json_lines(Path(ctx["run"]) / "samples.jsonl")}
+    # Every sample the run kept became a question of its own, labelled with Arabic answers.
+    asked = " ".join(row["messages"][1]["content"] for row in rows)
+    assert all(text in asked for text in augmented)
+    assert {row["messages"][0]["content"] for row in rows} == {
+        "You are an Arabic chatbot that knows Arabic culture very well."
+    }
+
+
+def trained_two_steps(ctx: dict[str, str]) -> None:
+    summary = json.loads((Path(ctx["tmp"]) / "train" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["steps"] == 2 and summary["base_model"] == "local" and summary["final_loss"] > 0
+
+
+def planned_70b(ctx: dict[str, str]) -> None:
+    out = Path(ctx["tmp"]) / "70b"
+    ds = json.loads((out / "deepspeed_config.json").read_text(encoding="utf-8"))
+    assert ds["zero_optimization"]["stage"] == 3
+    # The printed command is the one saved for running by hand, and nothing was trained.
+    assert (out / "launch_command.sh").read_text(encoding="utf-8").split()[0].endswith("deepspeed")
+    assert not (out / "adapter").exists() and not (out / "summary.json").exists()
+
+
+def job_succeeded(out: str) -> Callable[[dict[str, str]], None]:
+    def check(ctx: dict[str, str]) -> None:
+        record = json.loads((Path(out.format(**ctx)) / "openai_job.json").read_text(encoding="utf-8"))
+        assert record["status"] == "succeeded" and record["fine_tuned_model"].startswith("ft:gpt-4o-mini")
+
+    return check
+
+
+# The key the loopback servers accept, as README writes it for OPENAI_API_KEY.
+MOCK_OPENAI = (("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{mock}"))
+SAMPLES = ("{tmp}/{out}/samples.jsonl", "{tmp}/{out}/manifest.json")
+
+
+def augment_outputs(out: str) -> tuple[str, ...]:
+    return tuple(path.replace("{out}", out) for path in SAMPLES)
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry(
+        name="quick-start-augment",
+        readme=".venv/bin/python cli.py augment",
+        # The default run on one seed of fifty: the embedded generator, judge and thesaurus all load.
+        extra=("--limit", "1", "--out", "{tmp}/default"),
+        outputs=augment_outputs("default"),
+        check=augment_completed("{tmp}/default"),
+        slow=True,
+    ),
+    Entry(
+        name="augment-limit",
+        readme="python cli.py augment --limit 5 --out runs/try",
+        replace=(("--limit 5", "--limit 1"), ("runs/try", "{tmp}/try")),
+        outputs=augment_outputs("try"),
+        check=augment_completed("{tmp}/try"),
+        slow=True,
+    ),
+    Entry(
+        name="augment-openai",
+        readme="python cli.py augment --concurrency 32 --generator openai:gpt-4o --rpm 500 --tpm 200000",
+        extra=("--limit", "1", "--out", "{tmp}/openai"),
+        env=MOCK_OPENAI,
+        outputs=augment_outputs("openai"),
+        served=("gpt-4o",),
+        check=augment_completed("{tmp}/openai"),
+        slow=True,  # the default judge is the embedded embedding model
+    ),
+    Entry(
+        name="augment-base-url",
+        readme="python cli.py augment --generator openai:my-model --base-url http://127.0.0.1:8000/v1",
+        replace=(("http://127.0.0.1:8000/v1", "{mock}"),),
+        extra=("--limit", "1", "--out", "{tmp}/base-url"),
+        env=(("OPENAI_API_KEY", "{key}"),),
+        outputs=augment_outputs("base-url"),
+        served=("my-model",),
+        check=augment_completed("{tmp}/base-url"),
+        slow=True,
+    ),
+    Entry(
+        name="augment-google",
+        readme="python cli.py augment --generator google:gemini-2.0-flash --judge embed:google:text-embedding-004",
+        extra=("--limit", "1", "--out", "{tmp}/google"),
+        exit_status=2,
+        stderr=("GOOGLE_API_KEY is not set",),
+        absent=("{tmp}/google",),
+        why="Google's API is not reachable from here and google: models take no base URL to point at a "
+        "loopback imitation, so the command runs without GOOGLE_API_KEY: it must get as far as checking "
+        "its models and stop there in one line, before a run directory is made.",
+    ),
+    Entry(
+        name="augment-chained-judges",
+        readme="python cli.py augment --judge embed:local --judge llm:openai:gpt-4o-mini",
+        extra=("--limit", "1", "--out", "{tmp}/chained"),
+        env=MOCK_OPENAI,
+        outputs=augment_outputs("chained"),
+        served=("gpt-4o-mini",),
+        check=augment_completed("{tmp}/chained"),
+        slow=True,
+    ),
+    Entry(
+        name="build-dataset",
+        readme="python cli.py build-dataset --culture Arabic --samples runs/X/samples.jsonl --format openai "
+        "--out runs/X/dataset-ar",
+        replace=(("runs/X/samples.jsonl", "{run}/samples.jsonl"), ("runs/X/dataset-ar", "{run}/dataset-ar")),
+        outputs=(
+            "{run}/dataset-ar/train.jsonl",
+            "{run}/dataset-ar/labels.jsonl",
+            "{run}/dataset-ar/README.md",
+        ),
+        stdout=("for Arabic to {run}/dataset-ar",),
+        check=built_dataset,
+    ),
+    Entry(
+        name="train-local-lora",
+        readme="python cli.py train --base-model local --data runs/X/dataset-ar --max-steps 20",
+        replace=(("runs/X/dataset-ar", "{built}/dataset-ar"), ("--max-steps 20", "--max-steps 2")),
+        extra=("--output-dir", "{tmp}/train"),
+        outputs=(
+            "{tmp}/train/adapter/adapter_config.json",
+            "{tmp}/train/adapter/adapter_model.safetensors",
+            "{tmp}/train/summary.json",
+            "{tmp}/train/loss_curve.json",
+        ),
+        check=trained_two_steps,
+        slow=True,
+    ),
+    Entry(
+        name="train-70b-zero3-dry-run",
+        readme="python cli.py train --base-model meta-llama/Llama-2-70b-chat-hf --data DIR --method qlora "
+        "--launcher deepspeed --num-gpus 8 --zero 3 [--hostfile hostfile] [--dry-run]",
+        replace=(
+            ("DIR", "{built}/dataset-ar"),
+            ("[--hostfile hostfile] [--dry-run]", "--hostfile {hostfile} --dry-run"),
+        ),
+        extra=("--output-dir", "{tmp}/70b"),
+        outputs=(
+            "{tmp}/70b/train_config.yaml",
+            "{tmp}/70b/deepspeed_config.json",
+            "{tmp}/70b/launch_command.sh",
+        ),
+        stdout=(
+            "--hostfile {hostfile} --num_nodes 2 --num_gpus 8",
+            "--module trainers.sft --config {tmp}/70b/train_config.yaml",
+        ),
+        stderr=("69.00B parameters", "-> ZeRO-3 "),
+        check=planned_70b,
+    ),
+    Entry(
+        name="train-openai",
+        readme="OPENAI_API_KEY=... python cli.py train --backend openai --base-model gpt-4o-mini-2024-07-18 --data FILE",
+        replace=(("OPENAI_API_KEY=...", "OPENAI_API_KEY={key}"), ("FILE", "{built}/dataset-ar/train.jsonl")),
+        # The imitation server moves a job one status per poll; README's default waits 10 s per poll.
+        extra=("--output-dir", "{tmp}/openai-job", "--poll-interval", "0.05"),
+        env=(("OPENAI_BASE_URL", "{finetune}"),),
+        outputs=("{tmp}/openai-job/openai_job.json",),
+        stdout=("ft:gpt-4o-mini-2024-07-18:org-test:",),
+        check=job_succeeded("{tmp}/openai-job"),
+    ),
+    Entry(
+        name="train-openai-follow-job",
+        readme="python cli.py train --backend openai --job ftjob-...",
+        replace=(("ftjob-...", "{job}"),),
+        extra=("--output-dir", "{tmp}/follow", "--poll-interval", "0.05"),
+        env=(("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{finetune}")),
+        outputs=("{tmp}/follow/openai_job.json",),
+        stdout=("ft:gpt-4o-mini-2024-07-18:org-test:",),
+        stderr=("following job {job}",),
+        check=job_succeeded("{tmp}/follow"),
+    ),
+)
+BY_NAME = {entry.name: entry for entry in ENTRIES}
+
+
+def run_entry(entry: Entry, ctx: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the entry's command in a fresh `python cli.py` process; return it once it has exited."""
+    words = [word.format(**ctx) for word in shlex.split(entry.command())]
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
+    env["HF_HUB_OFFLINE"] = "1"
+    env.update((name, value.format(**ctx)) for name, value in entry.env)
+    while "=" in words[0]:  # README's `NAME=value python cli.py ...`
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    assert words[0].endswith("python") and words[1] == "cli.py", words
+    return subprocess.run(
+        [sys.executable, *words[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+# -- what the placeholders stand for --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mock_server():
+    with MockOpenAIServer(ServerConfig(api_key=FAKE_KEY)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def finetune_server():
+    with FakeServer(api_key=FAKE_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def mock(mock_server) -> str:
+    return mock_server.base_url
+
+
+@pytest.fixture
+def finetune(finetune_server) -> str:
+    return finetune_server.base_url
+
+
+@pytest.fixture
+def key() -> str:
+    return FAKE_KEY
+
+
+@pytest.fixture
+def tmp(tmp_path) -> str:
+    return str(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def augment_run(tmp_path_factory, mock_server) -> Path:
+    """runs/X: two seeds augmented through the mock server (its generator and its embeddings)."""
+    out = tmp_path_factory.mktemp("augment") / "X"
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "augment", "--quiet", "--limit", "2", "--out", str(out)]
+        + ["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed"]
+        + ["--base-url", mock_server.base_url],
+        cwd=ROOT,
+        env={**os.environ, "OPENAI_API_KEY": FAKE_KEY, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json_lines(out / "samples.jsonl"), "the augment run kept no sample to build from"
+    return out
+
+
+@pytest.fixture
+def run(augment_run, tmp_path) -> str:
+    """A copy of the augment run for one test to write into."""
+    return str(shutil.copytree(augment_run, tmp_path / "X"))
+
+
+@pytest.fixture(scope="module")
+def built(augment_run, tmp_path_factory) -> str:
+    """An augment run with README's build-dataset output in it (dataset-ar), for the train commands."""
+    ctx = {"run": str(shutil.copytree(augment_run, tmp_path_factory.mktemp("built") / "X"))}
+    proc = run_entry(BY_NAME["build-dataset"], ctx)
+    assert proc.returncode == 0, proc.stderr
+    return ctx["run"]
+
+
+@pytest.fixture
+def job(finetune_server, built) -> str:
+    """A job already created on the imitation server, for README's `--job` command to follow."""
+    from openai import OpenAI
+
+    client = OpenAI(api_key=FAKE_KEY, base_url=finetune_server.base_url, max_retries=0)
+    train = Path(built) / "dataset-ar" / "train.jsonl"
+    uploaded = client.files.create(file=(train.name, train.read_bytes()), purpose="fine-tune")
+    return client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=uploaded.id).id
+
+
+@pytest.fixture
+def hostfile(tmp_path) -> str:
+    path = tmp_path / "hostfile"
+    path.write_text("gpu-node-1 slots=8\ngpu-node-2 slots=8\n", encoding="utf-8")
+    return str(path)
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+
+def test_every_readme_command_has_one_entry():
+    in_readme = readme_commands(README.read_text(encoding="utf-8"))
+    names = [entry.readme for entry in ENTRIES]
+    assert len(set(names)) == len(names), "two entries for one command"
+    assert sorted(set(in_readme)) == sorted(names), (
+        "README.md and ENTRIES disagree; "
+        f"commands without an entry: {sorted(set(in_readme) - set(names))}, "
+        f"entries no longer in README: {sorted(set(names) - set(in_readme))}"
+    )
+    for entry in ENTRIES:
+        for old, _ in entry.replace:
+            assert entry.readme.count(old) == 1, f"{entry.name}: {old!r} is not once in its command"
+
+
+def test_readme_commands_are_read_from_every_code_block():
+    text = "```bash\nbash setup.sh && .venv/bin/python cli.py augment\n```\n\n```bash\n# comment\n"
+    text += "python cli.py train --a 1 \\\n    --b 2   # trailing\nOPENAI_API_KEY=... python cli.py x\n```\n"
+    text += '```json\n{"cli": 1}\n```\n'
+    assert readme_commands(text) == [
+        ".venv/bin/python cli.py augment",
+        "python cli.py train --a 1 --b 2",
+        "OPENAI_API_KEY=... python cli.py x",
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [pytest.param(e, id=e.name, marks=[pytest.mark.slow] if e.slow else []) for e in ENTRIES],
+)
+def test_readme_command_runs(entry: Entry, request, mock_server):
+    ctx = {name: request.getfixturevalue(name) for name in entry.placeholders()}
+    asked_before = len(mock_server.requests(status=None))
+
+    proc = run_entry(entry, ctx)
+
+    assert proc.returncode == entry.exit_status, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    if entry.exit_status == 2:
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert FAKE_KEY not in proc.stdout + proc.stderr
+    for path in entry.outputs:
+        assert Path(path.format(**ctx)).is_file(), f"{path.format(**ctx)} was not written"
+    for path in entry.absent:
+        assert not Path(path.format(**ctx)).exists(), f"{path.format(**ctx)} was written"
+    for text in entry.stdout:
+        assert text.format(**ctx) in proc.stdout, proc.stdout[-3000:]
+    for text in entry.stderr:
+        assert text.format(**ctx) in proc.stderr, proc.stderr[-3000:]
+    asked = {r.body.get("model") for r in mock_server.requests(status=None)[asked_before:] if r.body}
+    assert set(entry.served) <= asked, f"the mock server was asked for {asked}"
+    if entry.check is not None:
+        entry.check(ctx)
+
+
+def test_readme_benchmark_command_answers_help():
+    # Its options are changing (unusable answers); --help proves the module the README names runs.
+    assert "python -m bench.augment_bench" in README.read_text(encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.augment_bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--repeat" in proc.stdout
