@@ -1,10 +1,13 @@
 """Bad input gets one line naming the problem, exit code 2, and no run directory."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
 from cli import main
+from tests.conftest import mock_augment_args
 
 
 def run_cli(capsys, *argv):
@@ -88,3 +91,105 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
     code, err = run_cli(capsys, "--out", str(out), "--limit", "1")
     assert code == 2 and "already holds files" in err
     assert (out / "samples.jsonl").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--rpm", "inf"], "--rpm: input should be a finite number (got inf)"),
+        (["--rpm", "nan"], "--rpm: input should be a finite number (got nan)"),
+        (["--rpm", "1e-300"], "--rpm: input should be greater than or equal to 1"),
+        (["--tpm", "inf"], "--tpm: input should be a finite number"),
+        (["--timeout", "inf"], "--timeout: input should be a finite number (got inf)"),
+        (["--timeout=-inf"], "--timeout: input should be a finite number"),
+        (["--timeout", "nan"], "--timeout: input should be a finite number"),
+        (["--temperature", "nan"], "--temperature: input should be a finite number"),
+        (["--threshold", "inf"], "--threshold: input should be a finite number"),
+    ],
+)
+def test_non_finite_numbers_are_refused_in_one_line(tmp_path, capsys, no_provider_env, flags, needle):
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "--out", str(out), *flags)
+    assert code == 2
+    assert err.startswith(f"error: {needle}") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def write_resumable_run(run):
+    """The manifest of an interrupted run: enough for `--resume` to read its settings."""
+    run.mkdir()
+    config = {"generator": "openai:mock-model", "limit": 1}
+    (run / "manifest.json").write_text(
+        json.dumps({"command": "augment", "status": "interrupted", "config": config})
+    )
+    return run
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--rpm", "inf"], "--rpm: input should be a finite number (got inf)"),
+        (["--timeout", "nan"], "--timeout: input should be a finite number"),
+        (["--concurrency", "0"], "--concurrency: input should be greater than 0"),
+    ],
+)
+def test_flags_given_to_a_resume_get_the_same_checks(tmp_path, capsys, no_provider_env, flags, needle):
+    run = write_resumable_run(tmp_path / "run")
+    code, err = run_cli(capsys, "--resume", str(run), *flags)
+    assert code == 2 and needle in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json"]
+
+
+def test_resuming_a_file_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "samples.jsonl"
+    a_file.write_text("{}\n")
+    code, err = run_cli(capsys, "--resume", str(a_file))
+    assert code == 2 and err == f"error: --resume {a_file} is a file, not a run directory"
+    code, err = run_cli(capsys, "--resume", str(tmp_path / "gone"))
+    assert code == 2 and err == f"error: --resume {tmp_path / 'gone'} does not exist"
+
+
+def test_rejudging_a_file_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "manifest.json"
+    a_file.write_text("{}\n")
+    assert main(["rejudge", str(a_file)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: rejudge: {a_file} is a file, not a run directory"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing can be created in, even by root (who ignores permission bits): the
+    immutable attribute where the file system has it, else skip."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.geteuid() == 0:
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        if not immutable:
+            pytest.skip("running as root on a file system without chattr +i: cannot make a read-only dir")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+@pytest.mark.integration
+def test_an_unwritable_out_is_one_line_before_any_seed_runs(read_only_dir, mock_openai, capsys):
+    for out in (read_only_dir / "run", read_only_dir):  # to be created in it, or the (empty) dir itself
+        assert main(mock_augment_args(mock_openai, "--limit", "1", "--out", str(out))) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err, err
+        assert "cannot create the run directory" in err or "is not writable" in err
+    assert not mock_openai.requests("/chat/completions", status=None)
+    assert list(read_only_dir.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_an_out_below_a_file_is_one_line(tmp_path, mock_openai, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    assert main(mock_augment_args(mock_openai, "--limit", "1", "--out", str(a_file / "run"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {a_file / 'run'}: cannot create the run directory (Not a directory)"
+    assert a_file.read_text() == "mine\n"

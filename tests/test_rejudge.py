@@ -1,10 +1,12 @@
 """`rejudge` applies another judge or threshold to a finished run's candidates and never calls the generator."""
 
 import json
+import time
 
 import pytest
 
 from cli import main
+from tests.loopback import free_loopback_port
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +80,31 @@ def test_rejudge_with_an_api_embedding_judge(tmp_path, finished_run, mock_openai
 def test_rejudge_refuses_what_is_not_a_finished_run(tmp_path, capsys):
     assert main(["rejudge", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def rejudge_with_api_judge(run, out, base_url):
+    return main(
+        ["rejudge", str(run), "--judge", "embed:openai:mock-embed", "--base-url", base_url, "--out", str(out)]
+    )
+
+
+def test_a_wrong_key_is_one_line_before_the_output_is_made(tmp_path, finished_run, mock_openai, capsys):
+    mock_openai.config.api_key = "sk-the-server-wants-another-key"
+    out = tmp_path / "api"
+    started = time.monotonic()
+    assert rejudge_with_api_judge(finished_run, out, mock_openai.base_url) == 2
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {mock_openai.base_url} rejected the API key in OPENAI_API_KEY (HTTP 401)"
+    assert not out.exists()
+    assert not mock_openai.requests("/embeddings", status=None)
+
+
+def test_an_unreachable_server_is_one_line_before_the_output_is_made(tmp_path, finished_run, capsys):
+    out = tmp_path / "api"
+    port = free_loopback_port()
+    assert rejudge_with_api_judge(finished_run, out, f"http://127.0.0.1:{port}/v1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot reach the OpenAI-compatible server at http://127.0.0.1:{port}/v1")
+    assert len(err.splitlines()) == 1
+    assert not out.exists()

@@ -1,6 +1,7 @@
 """Interrupted runs continue where they stopped, replay answers from the ledger, and refuse changes."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -115,3 +116,40 @@ def test_a_second_process_on_the_same_run_is_refused(finished_run, mock_openai, 
 def test_resuming_a_directory_without_a_run(tmp_path, capsys):
     assert main(["augment", "--quiet", "--resume", str(tmp_path)]) == 2
     assert "no manifest.json there" in capsys.readouterr().err
+
+
+def scramble(path, corruption):
+    """Garbage bytes over the whole file, or over its second page (the header stays valid)."""
+    if corruption == "whole":
+        path.write_bytes(os.urandom(path.stat().st_size))
+    else:
+        data = bytearray(path.read_bytes())
+        assert len(data) >= 8192, "the file has no second page to damage"
+        data[4096:8192] = os.urandom(4096)
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("corruption", ["whole", "page"])
+@pytest.mark.parametrize("damaged", ["ledger.sqlite", "checkpoints.sqlite"])
+def test_a_damaged_cache_is_set_aside_and_the_resume_goes_on(
+    tmp_path, finished_run, mock_openai, capsys, damaged, corruption
+):
+    broken = interrupt_during_last_seed(finished_run, tmp_path / "broken")
+    assert not list(broken.glob("*-wal")), "a finished run leaves no WAL file beside its databases"
+    if damaged == "ledger.sqlite":  # so the resume needs the ledger: nothing tells it seed 29 ended
+        (broken / "checkpoints.sqlite").unlink()
+    scramble(broken / damaged, corruption)
+    before = chat_requests(mock_openai)
+    capsys.readouterr()
+
+    assert augment(mock_openai, "--resume", str(broken)) == 0
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith(f"warning: {broken / damaged} is damaged (")
+    (set_aside,) = broken.glob(f"{damaged}.damaged-*")
+    assert set_aside.name in warning
+    assert lines(broken / "samples.jsonl") == lines(finished_run / "samples.jsonl")
+    assert json.loads((broken / "manifest.json").read_text())["status"] == "completed"
+    if damaged == "ledger.sqlite":  # seed 29's answers were lost with the ledger: asked again
+        assert chat_requests(mock_openai) > before
+    else:  # its answers come from the ledger instead
+        assert chat_requests(mock_openai) == before
