@@ -76,7 +76,6 @@ class Entry:
     served: tuple[str, ...] = ()  # models the mock server must have been asked for
     check: Callable[[dict[str, str]], None] | None = None  # further checks of the outputs
     slow: bool = False  # loads an embedded model (or trains one)
-    why: str = ""  # for the commands that cannot run here as they would elsewhere
 
     def command(self) -> str:
         text = self.readme
@@ -85,7 +84,8 @@ class Entry:
         return text + "".join(f" {shlex.quote(flag)}" for flag in self.extra)
 
     def placeholders(self) -> set[str]:
-        texts = [self.command(), *(v for _, v in self.env), *self.outputs, *self.absent, *self.stdout]
+        texts = [self.command(), *(v for _, v in self.env), *self.outputs, *self.absent]
+        texts += [*self.stdout, *self.stderr]
         return {name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
@@ -122,7 +122,7 @@ def planned_70b(ctx: dict[str, str]) -> None:
     out = Path(ctx["tmp"]) / "70b"
     ds = json.loads((out / "deepspeed_config.json").read_text(encoding="utf-8"))
     assert ds["zero_optimization"]["stage"] == 3
-    # The printed command is the one saved for running by hand, and nothing was trained.
+    # The command saved for running by hand is DeepSpeed's, and nothing was trained.
     assert (out / "launch_command.sh").read_text(encoding="utf-8").split()[0].endswith("deepspeed")
     assert not (out / "adapter").exists() and not (out / "summary.json").exists()
 
@@ -135,13 +135,12 @@ def job_succeeded(out: str) -> Callable[[dict[str, str]], None]:
     return check
 
 
-# The key the loopback servers accept, as README writes it for OPENAI_API_KEY.
+# The mock server stands in for the OpenAI API: the SDK finds its key and address in the environment.
 MOCK_OPENAI = (("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{mock}"))
-SAMPLES = ("{tmp}/{out}/samples.jsonl", "{tmp}/{out}/manifest.json")
 
 
 def augment_outputs(out: str) -> tuple[str, ...]:
-    return tuple(path.replace("{out}", out) for path in SAMPLES)
+    return (f"{{tmp}}/{out}/samples.jsonl", f"{{tmp}}/{out}/manifest.json")
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -183,6 +182,9 @@ ENTRIES: tuple[Entry, ...] = (
         check=augment_completed("{tmp}/base-url"),
         slow=True,
     ),
+    # Google's API cannot be reached from here, and google: models take no base URL that could point
+    # them at a loopback imitation. So the command runs without GOOGLE_API_KEY: it must get as far as
+    # checking its models, then stop in one line before a run directory is made.
     Entry(
         name="augment-google",
         readme="python cli.py augment --generator google:gemini-2.0-flash --judge embed:google:text-embedding-004",
@@ -190,9 +192,6 @@ ENTRIES: tuple[Entry, ...] = (
         exit_status=2,
         stderr=("GOOGLE_API_KEY is not set",),
         absent=("{tmp}/google",),
-        why="Google's API is not reachable from here and google: models take no base URL to point at a "
-        "loopback imitation, so the command runs without GOOGLE_API_KEY: it must get as far as checking "
-        "its models and stop there in one line, before a run directory is made.",
     ),
     Entry(
         name="augment-chained-judges",
