@@ -43,6 +43,31 @@ def redact_urls(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m['scheme']}{HIDDEN}@", text)
 
 
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an OpenAI-compatible server's base URL, or None when it can.
+
+    Checked before any client is built: httpx raised InvalidURL / ValueError tracebacks for a bad
+    port, and a URL without http(s):// only failed as "Connection error."
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check (ValueError when not 0-65535)
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for an error message, even when it does not parse: anything before an @ hidden."""
+    if "://" in url:
+        return redact_urls(url)
+    return re.sub(r"^[^/\s]*@", f"{HIDDEN}@", url)
+
+
 def has_credentials(url: str | None) -> bool:
     if not url:
         return False

@@ -13,6 +13,7 @@ from typing import Any
 
 from agents.chat import AnswerSchema, ResilientChatModel
 from agents.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
+from agents.endpoints import base_url_problem, shown_url
 from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
 from agents.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
 from agents.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
@@ -51,8 +52,17 @@ def connection_pool_size(services: ModelServices) -> int:
 
 
 def openai_endpoint(base_url: str | None) -> tuple[str | None, str]:
-    """(base URL, API key) for OpenAI-compatible calls, from the flag or the environment."""
+    """(base URL, API key) for OpenAI-compatible calls, from the flag or the environment.
+
+    A URL with credentials is kept as given: the SDK client, and the direct HTTP path after it,
+    send them as basic auth (agents/endpoints.py).
+    """
     url = base_url or os.environ.get(OPENAI_URL_ENV) or None
+    if url is not None:
+        problem = base_url_problem(url)
+        if problem is not None:
+            source = "--base-url" if base_url else OPENAI_URL_ENV
+            raise SpecError(f"{source} {shown_url(url)}: not a server URL ({problem})")
     key = os.environ.get(OPENAI_KEY_ENV, "").strip()
     if not key:
         if url is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.endpoints import redact_urls
 from builders.build import BuildError, BuildSettings, ModelFactory, build_dataset
 from builders.formats import FORMATS, by_split
 from builders.labels import LabelMethod
@@ -99,10 +100,11 @@ def run_build_dataset(args: argparse.Namespace, *, model_factory: ModelFactory |
         result = build_dataset(
             settings,
             model_factory=model_factory or default_model_factory(settings.base_url),
-            warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+            warn=lambda message: print(f"warning: {redact_urls(message)}", file=sys.stderr),
         )
     except BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A translation model's failure may quote its server's URL: credentials stay hidden.
+        print(f"error: {redact_urls(str(exc))}", file=sys.stderr)
         return USER_ERROR
     sizes = ", ".join(f"{split} {len(found)}" for split, found in by_split(result.examples).items())
     print(

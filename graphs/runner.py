@@ -354,8 +354,8 @@ async def run_augmentation(
         async with seeds_in_flight:
             try:
                 outcome = await augment_seed(seed, context, graph, resume=resume)
-            except ModelCallFailed as exc:
-                outcome = SeedOutcome(seed=seed, failure=str(exc))
+            except ModelCallFailed as exc:  # the reason is stored: it may quote a server's URL
+                outcome = SeedOutcome(seed=seed, failure=redact_urls(str(exc)))
             outcomes[seed.q_id] = outcome
             await store.append_samples(to_records(outcome, generator, judge))
             await store.append_candidates(seed.q_id, [c._asdict() for c in outcome.judged])

@@ -7,6 +7,7 @@ from urllib.parse import quote
 import openai
 import pytest
 
+from agents.endpoints import redact_url, redact_urls
 from agents.openai_http import OpenAIHttp
 from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 from cli import main
@@ -126,3 +127,21 @@ def test_a_resume_asks_for_the_credentials_again(tmp_path, proxy, capsys):
     assert "had credentials, which are never stored; give --base-url again" in err
     assert len(err.splitlines()) == 1
     assert main(["augment", "--quiet", "--resume", str(out), "--base-url", proxy.url_with()]) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.0.0.1:8011/v1", "http://127.0.0.1:8011/v1"),
+        ("https://me:pw@api.example.org/v1?api-key=sk-1", "https://***@api.example.org/v1"),
+        ("http://:pw@[::1]:8011/v1", "http://***@[::1]:8011/v1"),
+        ("http://token@host/v1", "http://***@host/v1"),
+    ],
+)
+def test_a_url_is_shown_without_credentials_or_query(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_credentials_are_hidden_wherever_a_message_quotes_a_url():
+    message = "POST http://me:pw@127.0.0.1:9/v1/chat failed; retried https://a:b@c/v1 too"
+    assert redact_urls(message) == "POST http://***@127.0.0.1:9/v1/chat failed; retried https://***@c/v1 too"

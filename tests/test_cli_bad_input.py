@@ -193,3 +193,36 @@ def test_an_out_below_a_file_is_one_line(tmp_path, mock_openai, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {a_file / 'run'}: cannot create the run directory (Not a directory)"
     assert a_file.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("localhost:8000/v1", "--base-url localhost:8000/v1: not a server URL (it must start with http://"),
+        ("ftp://127.0.0.1/v1", "--base-url ftp://127.0.0.1/v1: not a server URL (it must start with http://"),
+        ("http://", "--base-url http://: not a server URL (it names no host)"),
+        (
+            "http://127.0.0.1:99999/v1",
+            "--base-url http://127.0.0.1:99999/v1: not a server URL (port out of range",
+        ),
+        ("http://127.0.0.1:port/v1", "--base-url http://127.0.0.1:port/v1: not a server URL (port could not"),
+        ("http://me:secret@127.0.0.1:0x1/v1", "--base-url http://***@127.0.0.1:0x1/v1: not a server URL"),
+        ("me:secret@127.0.0.1/v1", "--base-url ***@127.0.0.1/v1: not a server URL"),
+    ],
+)
+def test_a_malformed_base_url_is_one_line(tmp_path, capsys, no_provider_env, url, needle):
+    no_provider_env.setenv("OPENAI_API_KEY", "sk-test")
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "--generator", "openai:m", "--base-url", url, "--out", str(out))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.lower().startswith(f"error: {needle}".lower())
+    assert "secret" not in err
+    assert not out.exists()
+
+
+def test_a_malformed_base_url_in_the_environment_names_the_variable(tmp_path, capsys, no_provider_env):
+    no_provider_env.setenv("OPENAI_API_KEY", "sk-test")
+    no_provider_env.setenv("OPENAI_BASE_URL", "127.0.0.1:8000")
+    code, err = run_cli(capsys, "--generator", "openai:m", "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert err.startswith("error: OPENAI_BASE_URL 127.0.0.1:8000: not a server URL")
