@@ -210,7 +210,7 @@ _THESAURUS = {
 }
 _PARAPHRASE_FRAMES = (
     "In my view, {s}.",
-    "I would say that {s}.",
+    "I think that {s}.",
     "It is my belief that {s}.",
     "Honestly, {s}.",
     "To put it another way, {s}.",
