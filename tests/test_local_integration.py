@@ -16,7 +16,7 @@ def test_the_default_run_on_two_seeds_keeps_judged_samples(tmp_path, no_provider
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     manifest = json.loads((out / "manifest.json").read_text())
     assert records, "the embedded model kept nothing for two seeds"
-    assert all(r["similarity"] >= 0.8 for r in records)
+    assert all(r["similarity"] >= 0.85 for r in records)  # the bar for local generators
     assert all(r["generator"] == "local" and r["judge"] == "embed:local" for r in records)
     assert {r["seed_id"] for r in records} <= {"27", "28"}
     for r in records:
@@ -24,10 +24,19 @@ def test_the_default_run_on_two_seeds_keeps_judged_samples(tmp_path, no_provider
         assert r["stage"] in ("paraphrase", "synonym")
     per_seed = {sid: sum(r["seed_id"] == sid for r in records) for sid in ("27", "28")}
     assert all(per_seed[sid] == manifest["seeds"][sid]["kept"] <= 10 for sid in per_seed)
-    # at most 1 + n calls per seed plus re-asks: max_rounds=2 allows one re-ask, so 1 + 1 + 5
-    assert manifest["counts"]["llm_calls"] <= 2 * 7
+    # local generators: one paraphrase call per seed, synonyms from WordNet with no call
+    assert manifest["counts"]["llm_calls"] == 2
+    assert manifest["usage_by_step"].keys() == {"paraphrase"}
     assert manifest["status"] == "completed"
-    assert manifest["config"]["threshold"] == 0.8
+    config = manifest["config"]
+    # the defaults that depend on the generator, recorded as they were resolved
+    assert (config["threshold"], config["max_rounds"], config["synonyms"]) == (0.85, 1, "wordnet")
+    assert config["strict_meaning"] is True
+    # both seeds' samples are the one-word WordNet substitutions the fidelity review read
+    assert {r["text"] for r in records} >= {
+        "One of my chief goals in life has been to make my parents proud",
+        "When a mother works for pay, the kids suffer",
+    }
     assert manifest["packages"]["llama-cpp-python"]
 
 
