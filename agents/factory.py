@@ -19,6 +19,7 @@ from agents.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_pa
 from agents.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
 from agents.specs import ModelSpec, SpecError, parse_judge_spec, parse_model_spec
 from storage.ledger import CallLedger
+from storage.packaged import PackagedFileMissing
 
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_URL_ENV = "OPENAI_BASE_URL"
@@ -170,13 +171,18 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
         if not spec.model:
             try:
                 return LocalSentenceEmbedder(spec=label)
-            except FileNotFoundError as exc:
+            except PackagedFileMissing as exc:
                 raise SpecError(str(exc)) from None
         path = Path(spec.model).expanduser()
         if not path.is_dir():
             raise SpecError(f"--judge {label}: {path} is not a sentence-transformers model directory")
         return LocalSentenceEmbedder(path, spec=label)
-    common = {"gate": services.gate, "policy": services.policy, "meter": services.meter, "ledger": services.ledger}
+    common = {
+        "gate": services.gate,
+        "policy": services.policy,
+        "meter": services.meter,
+        "ledger": services.ledger,
+    }
     if spec.provider == "openai":
         from agents.openai_lean import LeanOpenAIEmbeddings
 

