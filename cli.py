@@ -13,11 +13,14 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -225,6 +228,35 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+async def _stoppable(run: Coroutine[Any, Any, T]) -> T:
+    """Await `run`; a SIGTERM cancels it the way asyncio handles Ctrl-C, then ends as KeyboardInterrupt.
+
+    Outside the event loop SIGTERM raises KeyboardInterrupt directly. Inside it, an exception raised
+    by a signal handler lands at an arbitrary point of the loop and can drop a task's wake-up: one
+    SIGTERM'd run hung for good in asyncio's shutdown, waiting on a task whose future had finished.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
 def _default_out() -> Path:
     return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
@@ -340,15 +372,17 @@ def run_augment(args: argparse.Namespace) -> int:
         ledger.open()  # a damaged ledger is set aside now, its warning printed before the progress bar
         with progress:
             report = asyncio.run(
-                run_augmentation(
-                    seeds,
-                    settings=settings,
-                    services=services,
-                    context=context,
-                    store=RunStore(out),
-                    observer=progress.seed_done,
-                    resume=resume_dir is not None,
-                    warn=_warn,
+                _stoppable(
+                    run_augmentation(
+                        seeds,
+                        settings=settings,
+                        services=services,
+                        context=context,
+                        store=RunStore(out),
+                        observer=progress.seed_done,
+                        resume=resume_dir is not None,
+                        warn=_warn,
+                    )
                 )
             )
     except FatalModelError as exc:
