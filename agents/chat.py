@@ -14,15 +14,11 @@ from pydantic import BaseModel, ValidationError
 
 from agents.resilience import (
     Completion,
-    FatalModelError,
     MalformedResponse,
-    ModelCallFailed,
     RateGate,
     RetryPolicy,
     UsageMeter,
-    describe_error,
-    is_transient_error,
-    retry_after_seconds,
+    call_resiliently,
     within,
 )
 from storage.ledger import CallLedger, LedgerEntry, call_key
@@ -144,11 +140,8 @@ class ResilientChatModel:
             request["temperature"] = temperature
         lc_messages = convert_to_messages(messages)
         answer = schema if isinstance(schema, AnswerSchema) or schema is None else answer_schema(schema)
-        attempts = 0
 
         async def attempt(index: int) -> Completion:
-            nonlocal attempts
-            attempts = index + 1
             usage.attempts += 1
             args = dict(request)
             if answer is not None:
@@ -181,25 +174,9 @@ class ResilientChatModel:
                 attempts=index + 1,
             )
 
-        def on_retry(exc: BaseException) -> None:
-            usage.retries += 1
-            if _status(exc) == 429:
-                self.gate.rate_limited(retry_after_seconds(exc))
-
-        try:
-            completion = await self.policy.run(attempt, on_retry=on_retry)
-        except Exception as exc:
-            usage.failures += 1
-            if is_transient_error(exc):
-                raise ModelCallFailed(
-                    f"{self.spec} ({step}): gave up after {attempts} attempts: {describe_error(exc)}"
-                ) from exc
-            if _looks_like_api_error(exc):
-                raise FatalModelError(f"{self.spec} ({step}): {describe_error(exc)}") from exc
-            raise
-        usage.calls += 1
-        self.gate.succeeded()
-        return completion
+        return await call_resiliently(
+            attempt, policy=self.policy, gate=self.gate, usage=usage, label=f"{self.spec} ({step})"
+        )
 
 
 async def close_http_client(model: object) -> None:
@@ -211,15 +188,3 @@ async def close_http_client(model: object) -> None:
     client = getattr(model, "http_async_client", None)
     if client is not None and hasattr(client, "aclose"):
         await client.aclose()
-
-
-def _status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _looks_like_api_error(exc: BaseException) -> bool:
-    """An error the provider sent us (4xx), as opposed to a bug in our code."""
-    if getattr(exc, "status_code", None) is not None or getattr(exc, "response", None) is not None:
-        return True
-    return type(exc).__module__.split(".")[0] in {"openai", "google", "httpx", "langchain_google_genai"}

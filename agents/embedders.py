@@ -13,13 +13,10 @@ from langchain_core.embeddings import Embeddings
 from agents.chat import close_http_client
 from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
 from agents.resilience import (
-    FatalModelError,
-    ModelCallFailed,
     RateGate,
     RetryPolicy,
     UsageMeter,
-    describe_error,
-    is_transient_error,
+    call_resiliently,
     within,
 )
 from storage.ledger import CallLedger, embedding_key
@@ -132,16 +129,9 @@ class ApiEmbedder:
                 request = matrix(texts) if matrix is not None else self.embeddings.aembed_documents(texts)
                 return await within(request, self.gate.limits.timeout_s)
 
-        try:
-            vectors = await self.policy.run(
-                attempt, on_retry=lambda exc: setattr(usage, "retries", usage.retries + 1)
-            )
-        except Exception as exc:
-            usage.failures += 1
-            if is_transient_error(exc):
-                raise ModelCallFailed(f"{self.spec}: gave up: {describe_error(exc)}") from exc
-            raise FatalModelError(f"{self.spec}: {describe_error(exc)}") from exc
-        usage.calls += 1
+        vectors = await call_resiliently(
+            attempt, policy=self.policy, gate=self.gate, usage=usage, label=f"{self.spec} (embed)"
+        )
         usage.input_tokens += sum(len(t) for t in texts) // 4
         rows = _unit_rows(np.asarray(vectors, dtype=np.float32))
         if self.ledger is not None:

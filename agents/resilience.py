@@ -359,6 +359,57 @@ class RetryPolicy:
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
+def is_provider_error(exc: BaseException) -> bool:
+    """An error the provider sent us (a 4xx, a refused key), as opposed to a bug in our code."""
+    if getattr(exc, "status_code", None) is not None or getattr(exc, "response", None) is not None:
+        return True
+    return type(exc).__module__.split(".")[0] in {"openai", "google", "httpx", "langchain_google_genai"}
+
+
+async def call_resiliently(
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    gate: RateGate,
+    usage: StepUsage,
+    label: str,
+) -> T:
+    """One logical provider call through the transport layer; chat models and API embedders share it.
+
+    `attempt(index)` makes one request (inside a gate slot). Failures are retried by `policy`; a 429
+    halves the gate's concurrency and pauses it for the server's Retry-After; a success lets the gate
+    recover. A spent budget of transient failures becomes `ModelCallFailed` (the item fails, the run
+    goes on), a provider's refusal (bad key, invalid request) `FatalModelError` (the run stops), and
+    anything else, a bug of ours, is raised as it is.
+    """
+    attempts = 0
+
+    async def counted(index: int) -> T:
+        nonlocal attempts
+        attempts = index + 1
+        return await attempt(index)
+
+    def on_retry(exc: BaseException) -> None:
+        usage.retries += 1
+        if _status_code(exc) == 429:
+            gate.rate_limited(retry_after_seconds(exc))
+
+    try:
+        result = await policy.run(counted, on_retry=on_retry)
+    except Exception as exc:
+        usage.failures += 1
+        if is_transient_error(exc):
+            raise ModelCallFailed(
+                f"{label}: gave up after {attempts} attempts: {describe_error(exc)}"
+            ) from exc
+        if is_provider_error(exc):
+            raise FatalModelError(f"{label}: {describe_error(exc)}") from exc
+        raise
+    usage.calls += 1
+    gate.succeeded()
+    return result
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

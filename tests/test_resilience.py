@@ -342,3 +342,61 @@ async def test_a_429_with_retry_after_pauses_new_calls():
     async with gate.slot(1):
         pass
     assert time.monotonic() - started >= 0.25
+
+
+class ScriptedEmbeddings:
+    """A LangChain `Embeddings` stand-in that fails as scripted, then answers."""
+
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    async def aembed_documents(self, texts):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return [[1.0, 0.0] for _ in texts]
+
+
+def api_embedder(embeddings, limits):
+    from agents.embedders import ApiEmbedder
+    from agents.resilience import RateGate, RetryPolicy, UsageMeter
+
+    async def no_sleep(seconds):
+        return None
+
+    gate = RateGate(limits)
+    return ApiEmbedder(
+        "embed:openai:x",
+        embeddings,
+        gate=gate,
+        policy=RetryPolicy(limits, sleep=no_sleep),
+        meter=UsageMeter(),
+    ), gate
+
+
+async def test_api_embeddings_share_the_chat_path_a_429_throttles_the_gate():
+    limits = CallLimits(concurrency=8, max_attempts=3)
+    rate_limited = api_error(openai.RateLimitError, 429, {"retry-after": "0"})
+    embedder, gate = api_embedder(ScriptedEmbeddings([rate_limited]), limits)
+    vectors = await embedder.embed(["a", "b"])
+    assert vectors.shape == (2, 2)
+    assert gate.throttle_events == 1 and gate.allowed == 4  # halved, as for a chat call's 429
+    usage = embedder.meter.as_dict()["embed"]
+    assert (usage["calls"], usage["retries"], usage["attempts"]) == (1, 1, 2)
+
+
+async def test_api_embeddings_classify_errors_like_chat_calls():
+    limits = CallLimits(max_attempts=2)
+    bad_key = api_error(openai.AuthenticationError, 401)
+    embedder, _ = api_embedder(ScriptedEmbeddings([bad_key]), limits)
+    with pytest.raises(FatalModelError, match="embed:openai:x \\(embed\\): HTTP 401"):
+        await embedder.embed(["a"])
+    outage = [api_error(openai.InternalServerError, 503), api_error(openai.InternalServerError, 503)]
+    embedder, _ = api_embedder(ScriptedEmbeddings(outage), limits)
+    with pytest.raises(ModelCallFailed, match="gave up after 2 attempts"):
+        await embedder.embed(["a"])
+    # a bug of ours is neither retried nor dressed up as the provider's fault
+    embedder, _ = api_embedder(ScriptedEmbeddings([KeyError("oops")]), limits)
+    with pytest.raises(KeyError):
+        await embedder.embed(["a"])
