@@ -325,8 +325,8 @@ def run_augment(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
     # Everything that may still refuse the run comes before its directory is made.
-    synonym_source = settings.resolved_synonym_source()
-    strict = settings.resolved_strict_meaning()
+    # The generator-dependent defaults were resolved when the settings were validated.
+    synonym_source, strict = settings.synonyms, bool(settings.strict_meaning)
     thesaurus = None
     if synonym_source != "generator" or strict or settings.inversion_guard:
         try:

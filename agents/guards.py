@@ -137,9 +137,9 @@ class MeaningGuard:
         if inverted:
             return inverted
         seed_tokens, tokens = _tokens(seed), _tokens(candidate)
-        if key_words(tokens) != key_words(seed_tokens):
-            changed = sorted(key_words(tokens) ^ key_words(seed_tokens))
-            return f"changes the key words {', '.join(changed)}"
+        seed_keys, keys = key_words(seed_tokens), key_words(tokens)
+        if keys != seed_keys:
+            return f"changes the key words {', '.join(sorted(keys ^ seed_keys))}"
         seed_words = set(seed_tokens)
         for word in set(tokens) - seed_words:
             for original in seed_words:

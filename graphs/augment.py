@@ -155,9 +155,8 @@ def substitution_bases(state: AugmentState, n: int) -> list[str]:
 
 async def propose_synonyms(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     ctx = runtime.context
-    bases = substitution_bases(state, ctx.params.n)
-
     params = ctx.params
+    bases = substitution_bases(state, params.n)
     check = None
     if params.synonym_source != "generator":
         if ctx.thesaurus is None:

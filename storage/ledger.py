@@ -98,16 +98,19 @@ class CallLedger:
         self._failed = True
         self._warn(f"{self.path} failed ({exc}); not used for the rest of this run, {_WITHOUT_IT}")
 
+    def _read_one(self, statement: str, key: str) -> tuple | None:
+        """One row, or None when there is none or the ledger has failed (the twin of `_write`)."""
+        if self._failed:
+            return None
+        try:
+            return self._db.execute(statement, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            return None
+
     def get(self, key: str) -> LedgerEntry | None:
         with self._lock:
-            row = None
-            if not self._failed:
-                try:
-                    row = self._db.execute(
-                        "SELECT text, input_tokens, output_tokens FROM calls WHERE key = ?", (key,)
-                    ).fetchone()
-                except sqlite3.Error as exc:
-                    self._give_up(exc)
+            row = self._read_one("SELECT text, input_tokens, output_tokens FROM calls WHERE key = ?", key)
             if row is None:
                 self.misses += 1
                 return None
@@ -131,14 +134,7 @@ class CallLedger:
 
     def get_vectors(self, key: str) -> np.ndarray | None:
         with self._lock:
-            row = None
-            if not self._failed:
-                try:
-                    row = self._db.execute(
-                        "SELECT rows, dims, vectors FROM embeddings WHERE key = ?", (key,)
-                    ).fetchone()
-                except sqlite3.Error as exc:
-                    self._give_up(exc)
+            row = self._read_one("SELECT rows, dims, vectors FROM embeddings WHERE key = ?", key)
             if row is None:
                 self.embedding_misses += 1
                 return None
