@@ -1,2 +1,3 @@
-"""Agents: the LLM-backed steps of a graph (paraphrase generator, synonym substitutor, semantic judges),
-the model factory that resolves spec strings, and the resilience layer that wraps every model."""
+"""The methods' agents: the LLM-backed steps of the graphs (CultureLLM's paraphrase generator, synonym
+substitutor, semantic judges and selector; CulturePark's dialogue agents, opinion extractor, verifier and
+rewriter). The models they call are built by `agents.providers`."""

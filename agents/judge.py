@@ -18,8 +18,10 @@ from typing import Protocol
 import numpy as np
 
 import prompts
-from agents.chat import ResilientChatModel
-from agents.embedders import Embedder
+from agents.providers.chat import ResilientChatModel
+from agents.providers.embedders import Embedder
+from agents.providers.factory import ModelServices, create_chat_model, create_embedder
+from agents.providers.specs import parse_judge_spec
 from agents.json_answers import MalformedOutput, load_json_answer
 
 
@@ -156,3 +158,27 @@ class JudgePanel:
                     # Keep the first judge's score (the reported similarity), record the veto.
                     verdicts[i] = Verdict(score=verdicts[i].score, accepted=False, label=verdict.label)
         return verdicts
+
+
+def create_judge(
+    specs: list[str], threshold: float, services: ModelServices, *, flag: str = "--judge"
+) -> Judge:
+    """One judge per spec, combined into a panel when several are given (cheapest first is up to you)."""
+    judges: list[Judge] = []
+    for text in specs:
+        parsed = parse_judge_spec(text, flag=flag)
+        if parsed.kind == "embed":
+            judges.append(EmbeddingJudge(create_embedder(parsed.model, services, flag=flag), threshold))
+        else:
+            judges.append(
+                LLMEquivalenceJudge(create_chat_model(parsed.model, services=services, flag=flag))
+            )
+    return judges[0] if len(judges) == 1 else JudgePanel(judges)
+
+
+def judge_models(judge: Judge) -> tuple[list[ResilientChatModel], list[Embedder]]:
+    """The chat models and embedders behind a judge (or a panel), for preflight checks."""
+    judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
+    chats = [j.model for j in judges if isinstance(j, LLMEquivalenceJudge)]
+    embedders = [j.embedder for j in judges if isinstance(j, EmbeddingJudge)]
+    return chats, embedders

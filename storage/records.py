@@ -50,3 +50,44 @@ class SampleRecord(BaseModel):
     generator: str
     judge: str
     base: str = Field(description="The sentence this one was derived from (the seed or a paraphrase).")
+
+
+Verdict = Literal["entail", "contradict", "unrelated"]
+
+
+class OpinionRecord(BaseModel):
+    """One line of a CulturePark run's opinions.jsonl: an opinion a culture's speaker voiced that the
+    verifier found to agree with the culture's attitude (as voiced, or after one rewrite)."""
+
+    culture: str
+    seed_id: str
+    seed: str = Field(description="The WVS statement or question discussed.")
+    option: str = Field(description="The seed's answer scale as one string.")
+    label: int = Field(description="The culture's answer code (the dataset builder's label).")
+    attitude: str = Field(description="The attitude the opinion was verified against, as a sentence.")
+    opinion: str = Field(description="A self-contained first-person sentence.")
+    speaker: str = Field(description="Name of the persona who voiced it.")
+    verdict: Verdict = Field(description="The verifier's first verdict on the opinion as extracted.")
+    rewritten: bool = Field(description="True when the kept text is the verified rewrite of a contradiction.")
+    original: str | None = Field(default=None, description="The extracted text, when it was rewritten.")
+    cluster: int = Field(description="The k-means cluster (per culture and seed) it represents.")
+    generator: str
+    verifier: str
+
+
+class DialogueTurn(BaseModel):
+    speaker: str
+    text: str
+
+
+class DialogueRecord(BaseModel):
+    """One line of dialogues.jsonl: a whole CulturePark conversation about one seed."""
+
+    culture: str
+    seed_id: str
+    seed: str
+    mode: Literal["in", "cross"]
+    style: Literal["guided", "free"]
+    personas: list[dict[str, str | bool]]
+    turns: list[DialogueTurn]
+    generator: str

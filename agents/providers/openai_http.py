@@ -26,7 +26,7 @@ import aiohttp
 import openai
 import orjson
 
-from agents.endpoints import split_credentials
+from agents.providers.endpoints import split_credentials
 
 try:  # the HTTP library the OpenAI SDK builds its errors' responses from (httpx before 3.x)
     import httpx2 as sdk_httpx

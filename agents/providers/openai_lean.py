@@ -5,7 +5,7 @@ message and the whole JSON schema through its TypedDict transformer before sendi
 call here (measured on the 2-core machine: 9.9 ms per structured call through `ChatOpenAI.ainvoke`,
 4.4 ms through the SDK's plain `post`, 0.6 ms posting over aiohttp without LangChain's run
 bookkeeping). At 32 calls in flight that CPU is what the run waits on, not the provider. These subclasses keep langchain-openai's payload building
-and result parsing, and post the already-plain JSON body through `OpenAIHttp` (agents/openai_http.py),
+and result parsing, and post the already-plain JSON body through `OpenAIHttp` (agents/providers/openai_http.py),
 which takes base URL, key and headers from the SDK client and raises the SDK's error types; clients
 with other authentication fall back to the SDK's documented `post`.
 
@@ -29,7 +29,7 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from langsmith.utils import tracing_is_enabled
 from pydantic import BaseModel, PrivateAttr
 
-from agents.openai_http import OpenAIHttp
+from agents.providers.openai_http import OpenAIHttp
 
 # Connections per model when the factory does not say (it sizes the pool to the run's concurrency).
 DEFAULT_POOL = 36

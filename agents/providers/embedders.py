@@ -10,9 +10,9 @@ from typing import Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from agents.chat import close_http_client
-from agents.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
-from agents.resilience import (
+from agents.providers.chat import close_http_client
+from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
+from agents.providers.resilience import (
     RateGate,
     RetryPolicy,
     UsageMeter,

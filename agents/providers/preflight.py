@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from agents.chat import ResilientChatModel
-from agents.embedders import ApiEmbedder, LocalSentenceEmbedder
-from agents.endpoints import has_credentials, redact_url, redact_urls
-from agents.factory import OPENAI_KEY_ENV, ModelServices, openai_endpoint
-from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
-from agents.local_llm import LocalLlamaChat, _load_llama
-from agents.specs import SpecError
-
-
-def _chat_models(generator: ResilientChatModel | None, judge: Judge) -> list[ResilientChatModel]:
-    judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
-    models = [j.model for j in judges if isinstance(j, LLMEquivalenceJudge)]
-    return models if generator is None else [generator, *models]
-
-
-def _embedders(judge: Judge) -> list[object]:
-    judges = judge.judges if isinstance(judge, JudgePanel) else [judge]
-    return [j.embedder for j in judges if isinstance(j, EmbeddingJudge)]
+from agents.providers.chat import ResilientChatModel
+from agents.providers.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
+from agents.providers.endpoints import has_credentials, redact_url, redact_urls
+from agents.providers.factory import OPENAI_KEY_ENV, ModelServices, openai_endpoint
+from agents.providers.local_llm import LocalLlamaChat, _load_llama
+from agents.providers.specs import SpecError
 
 
 async def _check_openai_server(base_url: str | None, timeout: float) -> None:
@@ -52,11 +41,12 @@ async def _check_openai_server(base_url: str | None, timeout: float) -> None:
         await client.close()
 
 
-async def preflight(generator: ResilientChatModel | None, judge: Judge, services: ModelServices) -> None:
-    """Load local models and check that OpenAI-compatible endpoints answer and accept the key
-    (`generator` None: the judge alone, as `rejudge` uses)."""
+async def preflight(
+    chat_models: Sequence[ResilientChatModel], embedders: Sequence[Embedder], services: ModelServices
+) -> None:
+    """Load local models and check that OpenAI-compatible endpoints answer and accept the key."""
     needs_openai = False
-    for model in _chat_models(generator, judge):
+    for model in chat_models:
         if isinstance(model.chat, LocalLlamaChat):
             chat = model.chat
             try:
@@ -65,7 +55,7 @@ async def preflight(generator: ResilientChatModel | None, judge: Judge, services
                 raise SpecError(f"cannot load local model {chat.model_path}: {exc}") from None
         elif model.spec.startswith("openai:"):
             needs_openai = True
-    for embedder in _embedders(judge):
+    for embedder in embedders:
         if isinstance(embedder, LocalSentenceEmbedder):
             try:
                 await embedder.embed(["warm-up"])

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.chat import AnswerSchema, ResilientChatModel
-from agents.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
-from agents.endpoints import base_url_problem, shown_url
-from agents.judge import EmbeddingJudge, Judge, JudgePanel, LLMEquivalenceJudge
-from agents.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
-from agents.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
-from agents.specs import ModelSpec, SpecError, parse_judge_spec, parse_model_spec
+from agents.providers.chat import AnswerSchema, ResilientChatModel
+from agents.providers.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
+from agents.providers.endpoints import base_url_problem, shown_url
+from agents.providers.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
+from agents.providers.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
+from agents.providers.specs import ModelSpec, SpecError, parse_model_spec
 from storage.ledger import CallLedger
 from storage.packaged import PackagedFileMissing
 
@@ -56,7 +55,7 @@ def openai_endpoint(base_url: str | None) -> tuple[str | None, str]:
     """(base URL, API key) for OpenAI-compatible calls, from the flag or the environment.
 
     A URL with credentials is kept as given: the SDK client, and the direct HTTP path after it,
-    send them as basic auth (agents/endpoints.py).
+    send them as basic auth (agents/providers/endpoints.py).
     """
     url = base_url or os.environ.get(OPENAI_URL_ENV) or None
     if url is not None:
@@ -145,7 +144,7 @@ def create_chat_model(
             str(parsed), chat, structured_args=_local_structured, seeded=True, parallelism=1, **common
         )
     if parsed.provider == "openai":
-        from agents.openai_lean import LeanChatOpenAI
+        from agents.providers.openai_lean import LeanChatOpenAI
 
         url, key = openai_endpoint(services.base_url)
         chat = LeanChatOpenAI(
@@ -165,7 +164,7 @@ def create_chat_model(
     return ResilientChatModel(str(parsed), chat, structured_args=_google_structured, **common)
 
 
-def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
+def create_embedder(spec: ModelSpec, services: ModelServices, *, flag: str = "--judge") -> Embedder:
     label = f"embed:{spec}"
     if spec.provider == "local":
         if not spec.model:
@@ -175,7 +174,7 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
                 raise SpecError(str(exc)) from None
         path = Path(spec.model).expanduser()
         if not path.is_dir():
-            raise SpecError(f"--judge {label}: {path} is not a sentence-transformers model directory")
+            raise SpecError(f"{flag} {label}: {path} is not a sentence-transformers model directory")
         return LocalSentenceEmbedder(path, spec=label)
     common = {
         "gate": services.gate,
@@ -184,7 +183,7 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
         "ledger": services.ledger,
     }
     if spec.provider == "openai":
-        from agents.openai_lean import LeanOpenAIEmbeddings
+        from agents.providers.openai_lean import LeanOpenAIEmbeddings
 
         url, key = openai_endpoint(services.base_url)
         embeddings = LeanOpenAIEmbeddings(
@@ -201,17 +200,3 @@ def create_embedder(spec: ModelSpec, services: ModelServices) -> Embedder:
 
     embeddings = GoogleGenerativeAIEmbeddings(model=spec.model, google_api_key=google_key())
     return ApiEmbedder(label, embeddings, **common)
-
-
-def create_judge(specs: list[str], threshold: float, services: ModelServices) -> Judge:
-    """One judge per spec, combined into a panel when several are given (cheapest first is up to you)."""
-    judges: list[Judge] = []
-    for text in specs:
-        parsed = parse_judge_spec(text)
-        if parsed.kind == "embed":
-            judges.append(EmbeddingJudge(create_embedder(parsed.model, services), threshold))
-        else:
-            judges.append(
-                LLMEquivalenceJudge(create_chat_model(parsed.model, services=services, flag="--judge"))
-            )
-    return judges[0] if len(judges) == 1 else JudgePanel(judges)

@@ -1,0 +1,1 @@
+"""The sub-commands of cli.py: each module parses its flags into its settings and runs its job."""
