@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
-from agents.resilience import FatalModelError
-from agents.specs import SpecError
+from agents.providers.resilience import FatalModelError
+from agents.providers.specs import SpecError
 from builders.card import render_card
 from builders.cultures import CultureError, CultureMap, load_cultures, select_cultures
 from builders.examples import Example, ExampleSet, build_examples
@@ -33,6 +33,7 @@ from builders.samples import AugmentedSample, SamplesFileError, load_samples
 from builders.scales import OptionScale, ScaleError, parse_option_scale
 from builders.split import assign_splits, validation_questions
 from builders.translate import ChatModel, Translations, translate_prompts
+from commands.errors import UserError
 from storage.records import Seed
 from storage.run_store import run_marker
 from storage.seeds import DEFAULT_SEEDS, SeedFileError, load_seeds
@@ -46,7 +47,7 @@ Warn = Callable[[str], None]
 ModelFactory = Callable[[str], ChatModel]
 
 
-class BuildError(ValueError):
+class BuildError(UserError):
     """A problem with the user's inputs or flags; its message is the one line the CLI prints."""
 
 

@@ -47,7 +47,7 @@ def _legacy_segment(manifest: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": manifest.get("finished_at") or manifest.get("started_at"),
         "status": manifest.get("status", RUNNING),
         "duration_s": manifest.get("duration_s", 0.0),
-        "seeds_finished": (manifest.get("counts") or {}).get("seeds_done", 0),
+        "items_finished": (manifest.get("counts") or {}).get("seeds_done", 0),
         "llm_calls": answered,
         "llm_calls_replayed": replayed,
         "usage_by_step": usage,

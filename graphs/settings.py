@@ -1,12 +1,15 @@
-"""The typed settings of an augmentation run. CLI flags land here; the manifest stores a dump of it."""
+"""The typed settings of each command's run: CLI flags land here (their help is each field's
+description), the manifest stores a dump, and each settings object builds its own call limits and
+graph parameters, so no knob or default is written out twice."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents.providers.resilience import CallLimits
 from storage.seeds import DEFAULT_SEEDS
 
 PAPER_THRESHOLD = 0.8
@@ -15,45 +18,19 @@ PAPER_THRESHOLD = 0.8
 LOCAL_THRESHOLD = 0.85
 
 
-class AugmentSettings(BaseModel):
+class RunSettings(BaseModel):
+    """What every run on the shared runner takes: where it goes and how hard providers are pushed."""
+
     # No float setting may be inf or nan: an infinite timeout or rate overflowed deep in asyncio.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # Settings whose change would change the results: a resumed run must keep them.
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    seeds: Path = Field(
-        default=DEFAULT_SEEDS, description="Seed file: JSONL with q_id, q_content, optional topic and option."
-    )
     out: Path | None = Field(
         default=None, description="Run directory to create (default runs/<UTC timestamp>)."
     )
-    limit: int | None = Field(default=None, gt=0, description="Process only the first K seeds.")
-    generator: str = Field(
-        default="local",
-        description="Generator model spec: local, local:PATH.gguf, openai:MODEL or google:MODEL.",
-    )
-    judge: list[str] = Field(
-        default_factory=lambda: ["embed:local"],
-        description="Judge spec(s): embed:local, embed:openai:MODEL, embed:google:MODEL, llm:MODEL-SPEC. Repeat to chain judges; a candidate must pass all.",
-    )
     base_url: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible server (overrides OPENAI_BASE_URL)."
-    )
-    n: int = Field(default=5, gt=0, le=20, description="Paraphrases to keep per seed (stage 1).")
-    m: int = Field(default=10, gt=0, description="Samples to keep per seed in the end.")
-    threshold: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="Minimum cosine similarity to the seed for the embedding judge. Default: 0.8 (the paper's), 0.85 for local generators, whose substitutions need a higher bar.",
-    )
-    max_rounds: int | None = Field(
-        default=None,
-        gt=0,
-        le=10,
-        description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept. Default: 2, or 1 for local generators (the strict check keeps about 1 in 200 of their rewrites: in the 50-seed default run a second round cost 50 calls for 2 more paraphrases).",
-    )
-    max_synonyms: int = Field(default=5, gt=0, le=5, description="Synonyms asked for per content word.")
-    max_substitutions: int = Field(
-        default=24, gt=0, description="Substituted sentences judged per kept paraphrase."
     )
     concurrency: int = Field(default=8, gt=0, description="LLM calls in flight across the whole run.")
     # At least 1 a minute: a rate near 0 (1e-300) left the run waiting forever for its first call.
@@ -72,6 +49,71 @@ class AugmentSettings(BaseModel):
     )
     timeout: float = Field(
         default=120.0, gt=0, description="Seconds before one LLM call attempt is abandoned."
+    )
+
+    def limits(self) -> CallLimits:
+        return CallLimits(
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            max_attempts=self.max_attempts,
+            timeout_s=self.timeout,
+        )
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether a generator spec names an embedded or local GGUF model."""
+    return spec == "local" or spec.startswith("local:")
+
+
+class AugmentSettings(RunSettings):
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "seeds",
+        "limit",
+        "generator",
+        "judge",
+        "n",
+        "m",
+        "threshold",
+        "max_rounds",
+        "max_synonyms",
+        "max_substitutions",
+        "temperature",
+        "sample_seed",
+        "inversion_guard",
+        "synonyms",
+        "strict_meaning",
+    )
+
+    seeds: Path = Field(
+        default=DEFAULT_SEEDS, description="Seed file: JSONL with q_id, q_content, optional topic and option."
+    )
+    limit: int | None = Field(default=None, gt=0, description="Process only the first K seeds.")
+    generator: str = Field(
+        default="local",
+        description="Generator model spec: local, local:PATH.gguf, openai:MODEL or google:MODEL.",
+    )
+    judge: list[str] = Field(
+        default_factory=lambda: ["embed:local"],
+        description="Judge spec(s): embed:local, embed:openai:MODEL, embed:google:MODEL, llm:MODEL-SPEC. Repeat to chain judges; a candidate must pass all.",
+    )
+    n: int = Field(default=5, gt=0, le=20, description="Paraphrases to keep per seed (stage 1).")
+    m: int = Field(default=10, gt=0, description="Samples to keep per seed in the end.")
+    threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Minimum cosine similarity to the seed for the embedding judge. Default: 0.8 (the paper's), 0.85 for local generators, whose substitutions need a higher bar.",
+    )
+    max_rounds: int | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="Paraphrase requests per seed: the first plus re-asks while fewer than n are kept. Default: 2, or 1 for local generators (the strict check keeps about 1 in 200 of their rewrites: in the 50-seed default run a second round cost 50 calls for 2 more paraphrases).",
+    )
+    max_synonyms: int = Field(default=5, gt=0, le=5, description="Synonyms asked for per content word.")
+    max_substitutions: int = Field(
+        default=24, gt=0, description="Substituted sentences judged per kept paraphrase."
     )
     temperature: float = Field(
         default=0.7, ge=0.0, le=2.0, description="Sampling temperature of the generator."
@@ -115,3 +157,24 @@ class AugmentSettings(BaseModel):
 
     def is_local_generator(self) -> bool:
         return self.generator == "local" or self.generator.startswith("local:")
+
+
+class RejudgeSettings(RunSettings):
+    """`rejudge`: the judge, threshold and m default to the source run's own (resolved by the command,
+    so the manifest records what was used)."""
+
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = ("source", "judge", "threshold", "m")
+
+    source: Path = Field(description="The finished augment run whose candidates are judged again.")
+    judge: list[str] = Field(description="Judge spec(s); default: the source run's own.")
+    threshold: float = Field(
+        ge=0.0, le=1.0, description="Similarity threshold; default: the source run's own."
+    )
+    m: int = Field(gt=0, description="Samples to keep per seed; default: the source run's own.")
+
+    @field_validator("judge")
+    @classmethod
+    def _some_judge(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one judge is needed")
+        return value

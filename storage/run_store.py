@@ -1,4 +1,4 @@
-"""A run directory: `samples.jsonl` appended a seed at a time, `manifest.json` replaced atomically."""
+"""A run directory: result files (JSONL) appended an item at a time, `manifest.json` replaced atomically."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiofiles
 import orjson
-
-from storage.records import SampleRecord
+from pydantic import BaseModel
 
 SAMPLES = "samples.jsonl"
 MANIFEST = "manifest.json"
@@ -23,8 +23,10 @@ CANDIDATES = "candidates.jsonl"
 LOCK = ".lock"
 LEDGER = "ledger.sqlite"  # storage.ledger
 CHECKPOINTS = "checkpoints.sqlite"  # storage.checkpoints
-# Files only a run directory of `augment` or `rejudge` holds (samples.jsonl alone is any tool's).
+# Files only a run directory (augment, rejudge, culturepark) holds (samples.jsonl alone is any tool's).
 RUN_MARKERS = (MANIFEST, PROGRESS, CANDIDATES, LEDGER, CHECKPOINTS)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class RunDirError(ValueError):
@@ -127,8 +129,10 @@ def _json_lines(path: Path) -> Iterator[dict]:
             yield record
 
 
-def _dumps(record: SampleRecord) -> str:
-    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+def _record_line(record: BaseModel | dict) -> str:
+    if isinstance(record, BaseModel):
+        return json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n"
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -153,52 +157,46 @@ class RunStore:
         self._manifest_numbers = itertools.count(1)
         self._manifest_written = 0
 
-    async def append_samples(self, records: Sequence[SampleRecord]) -> None:
-        """Append one seed's records in a single write, so lines are whole after a crash."""
-        if not records:
-            return
-        await _append(self.samples_path, "".join(_dumps(r) + "\n" for r in records))
+    def path(self, name: str) -> Path:
+        return self.root / name
 
-    async def append_candidates(self, seed_id: str, candidates: Sequence[dict]) -> None:
-        """Every judged candidate of a seed, for `rejudge`; one write per seed, like the samples."""
-        if not candidates:
-            return
-        await _append(self.candidates_path, "".join(_json_line({"seed_id": seed_id, **c}) for c in candidates))
+    async def append_records(self, name: str, records: Sequence[BaseModel | dict]) -> None:
+        """Append one item's records to the JSONL file `name` in a single write, so the lines are
+        whole after a crash."""
+        if records:
+            await _append(self.path(name), "".join(_record_line(r) for r in records))
+
+    def read_records(self, name: str, model: type[M]) -> list[M]:
+        """The records of `name` that parse as `model`, in file order; torn lines are skipped."""
+        kept: list[M] = []
+        for raw in _json_lines(self.path(name)):
+            try:
+                kept.append(model.model_validate(raw))
+            except ValueError:
+                continue
+        return kept
+
+    async def rewrite_records(self, name: str, records: Iterable[BaseModel | dict]) -> None:
+        """Replace the JSONL file `name` by `records` through a temp file and rename."""
+        await _replace(self.path(name), "".join(_record_line(r) for r in records))
 
     def read_candidates(self) -> list[dict]:
         needed = {"seed_id", "text", "stage", "base"}
         return [record for record in _json_lines(self.candidates_path) if needed <= record.keys()]
 
-    async def keep_candidates_of(self, seed_ids: set[str]) -> None:
-        """Drop candidates of seeds that did not finish (they are made again on resume)."""
-        kept = [c for c in self.read_candidates() if c["seed_id"] in seed_ids]
-        await _replace(self.candidates_path, "".join(_json_line(c) for c in kept))
-
     async def append_progress(self, record: dict) -> None:
-        """Mark a seed finished; written after its samples, so a marked seed's samples are complete."""
+        """Mark an item finished; written after its records, so a marked item's records are complete."""
         await _append(self.progress_path, _json_line(record))
 
     def read_progress(self) -> dict[str, dict]:
-        """The last progress record of every seed; a torn last line (killed mid-write) is ignored."""
-        return {str(r["seed_id"]): r for r in _json_lines(self.progress_path) if "seed_id" in r}
-
-    def read_complete_samples(self, seed_ids: set[str]) -> list[SampleRecord]:
-        """Samples of the given seeds, skipping torn lines and samples of unfinished seeds."""
-        if not self.samples_path.exists():
-            return []
-        kept: list[SampleRecord] = []
-        for line in self.samples_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = SampleRecord.model_validate_json(line)
-            except ValueError:
-                continue
-            if record.seed_id in seed_ids:
-                kept.append(record)
-        return kept
-
-    async def rewrite_samples(self, records: Iterable[SampleRecord]) -> None:
-        """Replace samples.jsonl by the given records (seed order) through a temp file and rename."""
-        await _replace(self.samples_path, "".join(_dumps(r) + "\n" for r in records))
+        """The last progress record of every item; a torn last line (killed mid-write) is ignored.
+        Runs made before items were generic name them by `seed_id`."""
+        progress = {}
+        for record in _json_lines(self.progress_path):
+            item = record.get("item", record.get("seed_id"))
+            if item is not None:
+                progress[str(item)] = record
+        return progress
 
     def read_manifest(self) -> dict | None:
         return read_manifest(self.manifest_path)

@@ -6,11 +6,12 @@ import json
 import httpx
 import pytest
 
-from agents.chat import ResilientChatModel
-from agents.factory import ModelServices, _openai_structured
-from agents.resilience import CallLimits
+from agents.providers.chat import ResilientChatModel
+from agents.providers.factory import ModelServices, _openai_structured
+from agents.providers.resilience import CallLimits
 from graphs.augment import AugmentContext, AugmentParams
-from graphs.runner import run_augmentation
+from graphs.augment_job import AugmentJob
+from graphs.runner import run_items
 from graphs.settings import AugmentSettings
 from storage.checkpoints import CHECKPOINTS
 from storage.records import Seed
@@ -44,12 +45,13 @@ async def run(out, responder, *, resume=False):
         meter=services.meter,
         structured_args=_openai_structured,
     )
-    report = await run_augmentation(
+    report = await run_items(
         [SEED],
+        AugmentJob(AugmentContext(model, RuleJudge(), AugmentParams(n=2, m=10))),
         settings=AugmentSettings(out=out, generator="scripted:test", n=2),
         services=services,
-        context=AugmentContext(model, RuleJudge(), AugmentParams(n=2, m=10)),
         store=RunStore(out),
+        concurrency=services.limits.concurrency,
         resume=resume,
     )
     paraphrase_calls = sum("response_format" not in kwargs for _, kwargs in chat.calls)

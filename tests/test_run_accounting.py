@@ -146,7 +146,7 @@ def test_a_killed_process_keeps_its_segment(tmp_path, slow_server, sig, status):
     manifest = manifest_of(out)
     first, second = manifest["segments"]
     assert [first["status"], second["status"]] == [status, "completed"]
-    assert first["seeds_finished"] >= 1 and first["llm_calls"] > 0
+    assert first["items_finished"] >= 1 and first["llm_calls"] > 0
     assert_totals_are_the_sums_of_the_segments(manifest)
     lost = served(slow_server) - manifest["counts"]["llm_calls"]
     if sig == signal.SIGTERM:  # at most the call in flight was served but never received
@@ -181,4 +181,4 @@ def test_a_manifest_from_before_segments_becomes_the_first_segment():
     (segment,) = earlier_segments(manifest)
     assert segment["status"] == "interrupted" and segment["started_at"] == "t0"
     assert segment["llm_calls"] == 4 and segment["llm_calls_replayed"] == 1  # embeddings are not LLM calls
-    assert segment["usage_by_step"] == usage and segment["seeds_finished"] == 2
+    assert segment["usage_by_step"] == usage and segment["items_finished"] == 2

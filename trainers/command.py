@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from trainers.config import TrainConfig, UserError, build_config, load_config_file, save_config
+from trainers.config import TrainConfig, build_config, load_config_file, save_config
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -147,9 +147,6 @@ def run_train(args: argparse.Namespace) -> int:
                 return 0
             return run_openai(config)
         return _run_hf(config)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

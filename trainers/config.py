@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from commands.errors import UserError as UserError  # re-exported: trainers raise it
+
 LOCAL_MODEL = "local"
 # The transformers schedules that need no extra arguments; any other name failed only once the Trainer
 # was built, after the model had loaded.
@@ -27,8 +29,6 @@ LRSchedule = Literal[
 ]
 
 
-class UserError(Exception):
-    """A mistake the user can fix (bad flag, missing file); the CLI prints it as one line, exit 2."""
 
 
 class TrainConfig(BaseModel):

@@ -1,0 +1,164 @@
+"""`python cli.py augment`: CultureLLM semantic augmentation of WVS seeds on the shared runner."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+from pathlib import Path
+
+from commands.common import (
+    add_settings_flags,
+    check_prompts,
+    default_out,
+    execute,
+    explicit_flags,
+    new_run_dir,
+    resume_settings,
+    run_dir_to_resume,
+    validated,
+    warn,
+)
+from commands.errors import EXIT_INTERRUPTED, UserError
+from graphs.settings import AugmentSettings
+
+FLAGS = (
+    "seeds",
+    "out",
+    "limit",
+    "generator",
+    "judge",
+    "base_url",
+    "n",
+    "m",
+    "threshold",
+    "max_rounds",
+    "max_synonyms",
+    "max_substitutions",
+    "concurrency",
+    "rpm",
+    "tpm",
+    "max_attempts",
+    "timeout",
+    "temperature",
+    "inversion_guard",
+    "synonyms",
+    "strict_meaning",
+    "sample_seed",
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "augment",
+        help="CultureLLM semantic augmentation of WVS seeds (paraphrase, judge, synonym substitution).",
+        description="Expand seed questions into semantically equivalent samples. Defaults run offline on the embedded models.",
+    )
+    add_settings_flags(p, AugmentSettings, FLAGS)
+    add_run_flags(p, "augment")
+    p.set_defaults(handler=run)
+
+
+def add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help=f"Continue an interrupted {command} run in DIR with its own settings: finished items are kept, "
+        "answers already received are replayed from its ledger. Re-running with the same --out does the same.",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="No progress bar or summary (errors are still printed)."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import prompts
+    from agents.guards import MeaningGuard
+    from agents.judge import create_judge, judge_models
+    from agents.providers.factory import ModelServices, create_chat_model
+    from agents.providers.preflight import preflight
+    from agents.providers.specs import SpecError
+    from agents.thesaurus import default_thesaurus
+    from graphs.augment import AugmentContext, AugmentParams
+    from graphs.augment_job import AugmentJob
+    from graphs.progress import print_summary
+    from storage.ledger import LEDGER, CallLedger
+    from storage.seeds import SeedFileError, load_seeds
+    from storage.wordnet import WordNetMissing
+
+    resume_dir = run_dir_to_resume(args)
+    if resume_dir is not None:
+        settings = resume_settings(AugmentSettings, args, resume_dir, "augment")
+    else:
+        settings = validated(AugmentSettings, explicit_flags(args, AugmentSettings))
+    try:
+        seeds = load_seeds(settings.seeds)
+    except SeedFileError as exc:
+        raise UserError(str(exc)) from None
+    if settings.limit:
+        seeds = seeds[: settings.limit]
+    check_prompts(prompts.AUGMENT_PROMPTS)
+    out = settings.out or default_out()
+    if resume_dir is None:
+        new_run_dir(out)
+    services = ModelServices(
+        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
+    )
+    try:
+        generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
+        judge = create_judge(settings.judge, settings.threshold, services)
+        chats, embedders = judge_models(judge)
+        asyncio.run(preflight([generator, *chats], embedders, services))
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    settings = settings.model_copy(update={"out": out})
+    # Everything that may still refuse the run comes before its directory is made.
+    params = AugmentParams.of(settings)
+    thesaurus = None
+    if params.synonym_source != "generator" or params.strict_meaning or params.inversion_guard:
+        try:
+            thesaurus = default_thesaurus()
+        except WordNetMissing as exc:
+            raise UserError(str(exc)) from None
+    context = AugmentContext(
+        generator=generator,
+        judge=judge,
+        guard=MeaningGuard(thesaurus, strict=params.strict_meaning) if params.inversion_guard else None,
+        thesaurus=thesaurus,
+        params=params,
+    )
+    report = execute(
+        AugmentJob(context),
+        seeds,
+        settings=settings,
+        services=services,
+        out=out,
+        resume=resume_dir is not None,
+        quiet=args.quiet,
+        resume_command="augment",
+    )
+    if report is None:
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        yields = [len(o.samples) for o in report.outcomes if not o.failure]
+        rows = [
+            ("seeds", f"{len(report.outcomes)} ({len(report.failed)} failed)"),
+            ("seeds with samples", str(sum(1 for y in yields if y))),
+            ("samples kept", str(sum(yields))),
+        ]
+        if yields:
+            rows.append(
+                (
+                    "per seed (min / median / max)",
+                    f"{min(yields)} / {statistics.median(yields):g} / {max(yields)}",
+                )
+            )
+        print_summary(
+            f"augment: {report.status}",
+            rows,
+            services.meter,
+            [out / "samples.jsonl", out / "manifest.json"],
+            [(f"seed {o.seed.q_id}", o.failure or "") for o in report.failed],
+        )
+    return 0 if report.status == "completed" else 1

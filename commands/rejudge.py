@@ -1,0 +1,142 @@
+"""`python cli.py rejudge RUN`: another judge or threshold over a finished augment run's candidates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+
+from commands.augment import add_run_flags
+from commands.common import (
+    add_settings_flags,
+    execute,
+    explicit_flags,
+    new_run_dir,
+    read_run_manifest,
+    resume_settings,
+    run_dir_to_resume,
+    stored_base_url,
+    validated,
+)
+from commands.errors import EXIT_INTERRUPTED, UserError
+from graphs.settings import RejudgeSettings
+
+FINISHED = ("completed", "completed_with_failures")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rejudge",
+        help="Apply another judge or threshold to a finished augment run's candidates (no generator calls).",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        nargs="?",
+        help="The augment run directory (with manifest.json and candidates.jsonl).",
+    )
+    add_settings_flags(
+        p,
+        RejudgeSettings,
+        ("judge", "threshold", "m", "base_url", "concurrency", "rpm", "tpm", "max_attempts", "timeout"),
+    )
+    p.add_argument("--out", type=Path, help="New run directory (default: RUN/rejudge-<UTC timestamp>).")
+    add_run_flags(p, "rejudge")
+    p.set_defaults(handler=run)
+
+
+def _new_settings(args: argparse.Namespace) -> RejudgeSettings:
+    """Settings of a new re-judge: flags first, the source run's own judge, threshold and m after."""
+    if args.source is None:
+        raise UserError("rejudge: name the augment run to re-judge (or --resume a rejudge run)")
+    manifest = read_run_manifest("rejudge:", args.source, "augment")
+    if manifest.get("status") not in FINISHED:
+        raise UserError(
+            f"rejudge: {args.source} is not a finished augment run (status {manifest.get('status')!r})"
+        )
+    config = manifest["config"]
+    given = explicit_flags(args, RejudgeSettings)
+    out = args.out or args.source / ("rejudge-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    values = {
+        "judge": config.get("judge"),
+        "threshold": config.get("threshold"),
+        "m": config.get("m"),
+        **given,
+        "source": args.source,
+        "out": out,
+        "base_url": stored_base_url(config.get("base_url"), args.base_url, "rejudge"),
+    }
+    return validated(RejudgeSettings, values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.judge import create_judge, judge_models
+    from agents.providers.factory import ModelServices
+    from agents.providers.preflight import preflight
+    from agents.providers.specs import SpecError
+    from commands.common import warn
+    from graphs.progress import print_summary
+    from graphs.rejudge import RejudgeContext, RejudgeJob, rejudge_items
+    from storage.ledger import LEDGER, CallLedger
+    from storage.run_store import RunStore
+    from storage.seeds import SeedFileError, load_seeds
+
+    resume_dir = run_dir_to_resume(args)
+    if resume_dir is not None:
+        settings = resume_settings(RejudgeSettings, args, resume_dir, "rejudge")
+    else:
+        settings = _new_settings(args)
+    out = settings.out
+    assert out is not None
+    source = read_run_manifest("rejudge:", settings.source, "augment")
+    candidates = RunStore(settings.source).read_candidates()
+    if not candidates:
+        raise UserError(f"rejudge: {settings.source} has no candidates.jsonl to re-judge")
+    try:
+        seeds = load_seeds(Path(source["config"]["seeds"]))
+    except (SeedFileError, KeyError, TypeError) as exc:
+        raise UserError(f"rejudge: the seeds of {settings.source} cannot be read ({exc})") from None
+    if resume_dir is None:
+        new_run_dir(out)
+    services = ModelServices(
+        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
+    )
+    try:
+        judge = create_judge(settings.judge, settings.threshold, services)
+        # Key, endpoint and local models are checked before the output directory is made.
+        asyncio.run(preflight(*judge_models(judge), services))
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    job = RejudgeJob(
+        RejudgeContext(judge=judge, m=settings.m),
+        generator=source.get("generator", source["config"].get("generator", "")),
+        source=str(settings.source),
+    )
+    items = rejudge_items(seeds, candidates)
+    report = execute(
+        job,
+        items,
+        settings=settings,
+        services=services,
+        out=out,
+        resume=resume_dir is not None,
+        quiet=True,
+        resume_command="rejudge",
+    )
+    if report is None:
+        return EXIT_INTERRUPTED
+    samples = sum(len(o.samples) for o in report.outcomes)
+    print(
+        f"rejudged {sum(len(i.candidates) for i in items)} candidates of {len(items)} seeds with {judge.spec}: "
+        f"{samples} samples in {out / 'samples.jsonl'}"
+    )
+    if report.failed and not args.quiet:
+        print_summary(
+            f"rejudge: {report.status}",
+            [],
+            services.meter,
+            [],
+            [(f"seed {o.item.seed.q_id}", o.failure or "") for o in report.failed],
+        )
+    return 0 if report.status == "completed" else 1
