@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agents.endpoints import redact_url
+from agents.providers.endpoints import redact_url
 from builders.formats import by_split
 from builders.prompt import WVS_PROMPT
 

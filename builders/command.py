@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.endpoints import redact_urls
+from agents.providers.endpoints import redact_urls
 from builders.build import BuildError, BuildSettings, ModelFactory, build_dataset
 from builders.formats import FORMATS, by_split
 from builders.labels import LabelMethod
@@ -86,7 +86,7 @@ def default_model_factory(base_url: str | None) -> ModelFactory:
 
     def create(spec: str) -> ChatModel:
         # Imported on use: only --translate needs the model stack, and it is slow to import.
-        from agents.factory import ModelServices, create_chat_model
+        from agents.providers.factory import ModelServices, create_chat_model
 
         return create_chat_model(spec, services=ModelServices(base_url=base_url), flag="--translate-model")
 

@@ -2,7 +2,7 @@
 
 Rendering (`translation_messages`) and parsing (`parse_translation`) are separate so both can be tested
 without a model. The model comes in from outside: the command resolves the spec through
-`agents.factory`, which already rate-limits and retries transport failures. Here only the semantic layer
+`agents.providers.factory`, which already rate-limits and retries transport failures. Here only the semantic layer
 lives: an answer that is not a usable translation is asked for again a bounded number of times, and a
 prompt that never gets one is reported, not fatal, so one stubborn prompt does not sink a whole build.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.resilience import ModelCallFailed
+from agents.providers.resilience import ModelCallFailed
 from prompts import Message, template
 
 TRANSLATE_PROMPT = "translate_v1"

@@ -10,10 +10,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
-from agents.chat import ResilientChatModel
-from agents.factory import ModelServices, _openai_structured
+from agents.providers.chat import ResilientChatModel
+from agents.providers.factory import ModelServices, _openai_structured
 from agents.judge import Verdict
-from agents.resilience import CallLimits
+from agents.providers.resilience import CallLimits
 
 Responder = Callable[[list[BaseMessage], dict[str, Any]], str | BaseException]
 

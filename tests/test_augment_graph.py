@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agents.resilience import ModelCallFailed
+from agents.providers.resilience import ModelCallFailed
 from graphs.augment import AugmentContext, AugmentParams, augment_graph
 from graphs.state import AugmentInput
 from storage.records import Seed

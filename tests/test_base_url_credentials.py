@@ -7,8 +7,8 @@ from urllib.parse import quote
 import openai
 import pytest
 
-from agents.endpoints import redact_url, redact_urls
-from agents.openai_http import OpenAIHttp
+from agents.providers.endpoints import redact_url, redact_urls
+from agents.providers.openai_http import OpenAIHttp
 from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 from cli import main
 from tests.loopback import free_loopback_port

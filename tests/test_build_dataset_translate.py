@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import builders.command
-from agents.resilience import Completion, FatalModelError, ModelCallFailed
+from agents.providers.resilience import Completion, FatalModelError, ModelCallFailed
 from builders import render_wvs_prompt
 from builders.translate import (
     STEP,

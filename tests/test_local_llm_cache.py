@@ -3,7 +3,7 @@
 import numpy as np
 from llama_cpp.llama import LlamaState
 
-from agents.local_llm import _compact_prompt_cache
+from agents.providers.local_llm import _compact_prompt_cache
 
 VOCAB = 49152
 

@@ -10,9 +10,9 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 
-from agents.openai_http import OpenAIHttp
-from agents.openai_lean import LeanChatOpenAI, LeanOpenAIEmbeddings
-from agents.resilience import is_transient_error, retry_after_seconds
+from agents.providers.openai_http import OpenAIHttp
+from agents.providers.openai_lean import LeanChatOpenAI, LeanOpenAIEmbeddings
+from agents.providers.resilience import is_transient_error, retry_after_seconds
 from bench.mock_openai_server import MockOpenAIServer, ServerConfig
 from tests.conftest import FAKE_KEY
 
@@ -168,7 +168,7 @@ async def test_clients_the_direct_path_cannot_serve_go_through_the_sdk(monkeypat
 
 
 def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(monkeypatch):
-    from agents.openai_http import environment_proxy
+    from agents.providers.openai_http import environment_proxy
 
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)

@@ -9,7 +9,7 @@ import pytest
 from tenacity import RetryCallState
 
 import prompts
-from agents.resilience import (
+from agents.providers.resilience import (
     CallLimits,
     FatalModelError,
     MalformedResponse,
@@ -138,7 +138,7 @@ def scripted_attempts(outcomes):
 @pytest.fixture
 def widest_jitter(monkeypatch):
     """Full jitter always draws its ceiling, so a test can read the backoff schedule off the waits."""
-    monkeypatch.setattr("agents.resilience.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("agents.providers.resilience.random.uniform", lambda low, high: high)
 
 
 def server_error():
@@ -359,8 +359,8 @@ class ScriptedEmbeddings:
 
 
 def api_embedder(embeddings, limits):
-    from agents.embedders import ApiEmbedder
-    from agents.resilience import RateGate, RetryPolicy, UsageMeter
+    from agents.providers.embedders import ApiEmbedder
+    from agents.providers.resilience import RateGate, RetryPolicy, UsageMeter
 
     async def no_sleep(seconds):
         return None

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agents.specs import SpecError, parse_judge_spec, parse_model_spec
+from agents.providers.specs import SpecError, parse_judge_spec, parse_model_spec
 from storage.seeds import DEFAULT_SEEDS, SeedFileError, load_seeds
 
 

@@ -1,6 +1,6 @@
 """Fine-tune through OpenAI: upload the chat JSONL, create the job, follow it, record the result.
 
-Every API call goes through the generation layer's transport policy (agents.resilience): 429, 5xx,
+Every API call goes through the generation layer's transport policy (agents.providers.resilience): 429, 5xx,
 timeouts and connection resets are retried with jittered exponential backoff raised to the server's
 Retry-After; 400/401/403/404 fail at once. The openai client's own retries are off so that there is
 one policy, not two stacked. The job record (openai_job.json) is written as soon as the job exists,
@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-from agents.resilience import CallLimits, RetryPolicy, describe_error, is_transient_error
+from agents.providers.resilience import CallLimits, RetryPolicy, describe_error, is_transient_error
 from trainers.chat_data import data_layout, read_chat_jsonl
 from trainers.config import TrainConfig, UserError
 
