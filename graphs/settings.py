@@ -178,3 +178,91 @@ class RejudgeSettings(RunSettings):
         if not value:
             raise ValueError("at least one judge is needed")
         return value
+
+
+class CultureParkSettings(RunSettings):
+    """`culturepark`: which dialogues to hold, with which models, and how opinions are kept."""
+
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "culture",
+        "seeds",
+        "limit",
+        "mode",
+        "style",
+        "turns",
+        "generator",
+        "verifier",
+        "embedder",
+        "clusters",
+        "near_duplicate",
+        "temperature",
+        "sample_seed",
+        "answers_dir",
+        "cultures_file",
+    )
+
+    culture: str = Field(
+        default="Arabic", description="Culture whose people talk (e.g. Arabic), or 'all' for every culture."
+    )
+    seeds: Path = Field(default=DEFAULT_SEEDS, description="Seed file of WVS questions to discuss.")
+    limit: int | None = Field(default=None, gt=0, description="Discuss only the first K seeds (per culture).")
+    mode: Literal["in", "cross"] = Field(
+        default="in",
+        description="in: two people of the culture who hold its attitude; cross: the culture's delegate and an English-speaking counterpart with their own view.",
+    )
+    style: Literal["guided", "free"] = Field(
+        default="guided",
+        description="guided: a moderator asks each turn for new angles, reasons, agreement or disagreement and explanation of the culture; free: each answers only what the other said.",
+    )
+    turns: int = Field(default=7, gt=0, le=20, description="Lines each speaker says.")
+    generator: str = Field(
+        default="local",
+        description="Model spec of the speakers, the extractor and the rewriter: local, local:PATH.gguf, openai:MODEL or google:MODEL.",
+    )
+    verifier: str | None = Field(
+        default=None,
+        description="Judge of whether an opinion agrees with the culture's attitude: llm:MODEL-SPEC (default: llm:<generator>).",
+    )
+    embedder: str = Field(
+        default="embed:local",
+        description="Embedding spec for de-duplication: embed:local, embed:openai:MODEL or embed:google:MODEL.",
+    )
+    clusters: int = Field(
+        default=5,
+        gt=0,
+        le=50,
+        description="Opinions kept per dialogue: one per k-means cluster, nearest its centre.",
+    )
+    near_duplicate: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Cosine similarity at which an opinion repeats an earlier one of the run and is dropped.",
+    )
+    temperature: float = Field(
+        default=0.7, ge=0.0, le=2.0, description="Sampling temperature of the speakers."
+    )
+    sample_seed: int = Field(
+        default=0, description="Random seed of local sampling and k-means, for repeatable runs."
+    )
+    answers_dir: list[Path] = Field(
+        default_factory=list,
+        description="Extra directory of <ISO3>.csv WVS answer files, searched before the shipped ones.",
+    )
+    cultures_file: Path | None = Field(
+        default=None, description='JSON {"Culture": ["ISO3", ...]} adding to or replacing shipped cultures.'
+    )
+
+    @field_validator("verifier")
+    @classmethod
+    def _llm_verifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("llm:"):
+            raise ValueError("must be llm:MODEL-SPEC (an embedding cannot tell agreement from contradiction)")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_verifier(self) -> CultureParkSettings:
+        # Written into the field so the manifest records the verifier that was used.
+        if self.verifier is None:
+            self.__dict__["verifier"] = f"llm:{self.generator}"
+        return self

@@ -129,7 +129,8 @@ class ResilientChatModel:
     ) -> Completion:
         """One logical call: retried on transient failures, parsed into `schema` when one is given.
 
-        `parse` turns the raw answer into the schema (lenient parsers live beside their prompts);
+        `parse` turns the raw answer into the schema, or cleans a plain-text answer (lenient parsers
+        live beside their prompts);
         an answer that is empty or cannot be parsed is asked again at once, without the backoff that
         server failures get (a bounded number of times: `CallLimits.max_malformed_attempts`).
         """
@@ -161,11 +162,13 @@ class ResilientChatModel:
             if not text.strip():
                 raise MalformedResponse(f"{self.spec} returned an empty answer")
             parsed = None
-            if answer is not None:
+            if answer is not None or parse is not None:
+                # A plain-text answer may have a parser too (a dialogue line cleaned of its speaker's name).
+                expected = answer.name if answer is not None else "the expected text"
                 try:
-                    parsed = (parse or answer.model.model_validate_json)(text)
+                    parsed = (parse or answer.model.model_validate_json)(text)  # type: ignore[union-attr]
                 except (ValueError, ValidationError) as exc:
-                    raise MalformedResponse(f"{self.spec} answer does not fit {answer.name}: {exc}") from exc
+                    raise MalformedResponse(f"{self.spec} answer does not fit {expected}: {exc}") from exc
             return Completion(
                 text=text,
                 parsed=parsed,
