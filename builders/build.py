@@ -1,4 +1,5 @@
-"""`build-dataset`: seeds, augmented samples and WVS answers in; labels, examples and a card out.
+"""`build-dataset`: seeds, augmented samples, CulturePark opinions and WVS answers in; labels, examples
+and a card out.
 
 Everything that can be wrong with the inputs is checked before anything is written, and the output is
 assembled in a hidden directory beside `--out` and renamed into place at the end, so a failed build
@@ -29,12 +30,19 @@ from builders.cultures import CultureError, CultureMap, load_cultures, select_cu
 from builders.examples import Example, ExampleSet, build_examples
 from builders.formats import Format, write_examples, write_jsonl
 from builders.labels import CultureLabel, LabelMethod, compute_label
+from builders.opinions import (
+    OpinionsError,
+    SelectedOpinions,
+    describe_mismatches,
+    load_opinions,
+    select_opinions,
+)
 from builders.samples import AugmentedSample, SamplesFileError, load_samples
 from builders.scales import OptionScale, ScaleError, parse_option_scale
 from builders.split import assign_splits, validation_questions
 from builders.translate import ChatModel, Translations, translate_prompts
 from commands.errors import UserError
-from storage.records import Seed
+from storage.records import OpinionRecord, Seed
 from storage.run_store import run_marker
 from storage.seeds import DEFAULT_SEEDS, SeedFileError, load_seeds
 from storage.wvs_answers import AnswersFileError, CountryAnswers, load_countries
@@ -58,6 +66,11 @@ class BuildSettings(BaseModel):
     out: Path = Field(description="Output directory for labels.jsonl, the training file(s) and README.md.")
     samples: Path | None = Field(
         default=None, description="samples.jsonl of an augment run; without it, one example per seed."
+    )
+    culturepark: Path | None = Field(
+        default=None,
+        description="A finished culturepark run directory: each verified opinion of a built culture adds an "
+        "example answering its seed with the label and the opinion as the reason.",
     )
     seeds: Path = Field(default=DEFAULT_SEEDS, description="Seed file the samples were made from.")
     format: Format = Field(
@@ -104,6 +117,8 @@ class BuildResult:
     cultures: CultureMap  # the selected cultures only
     seeds: list[Seed]
     samples: list[AugmentedSample]
+    opinions: list[OpinionRecord]  # every opinion of the --culturepark run, of any culture
+    selected_opinions: SelectedOpinions
     answers: dict[str, CountryAnswers]
     labels: list[CultureLabel]
     example_set: ExampleSet
@@ -117,6 +132,7 @@ def _inputs(settings: BuildSettings) -> list[tuple[str, Path]]:
     """(flag, path) of every file or directory the build reads."""
     named: list[tuple[str, Path | None]] = [
         ("--samples", settings.samples),
+        ("--culturepark", settings.culturepark),
         ("--seeds", settings.seeds),
         ("--cultures-file", settings.cultures_file),
         *(("--answers-dir", folder) for folder in settings.answers_dir),
@@ -205,10 +221,7 @@ def report_skips(example_set: ExampleSet, warn: Warn) -> None:
     for culture, skips in example_set.skipped.items():
         if skips.q_ids:
             questions = ", ".join(f"Q{q_id}" for q_id in skips.q_ids)
-            warn(
-                f"{culture}: no valid answers to {questions}; skipped {skips.seeds} seed and "
-                f"{skips.augmented} augmented examples"
-            )
+            warn(f"{culture}: no valid answers to {questions}; skipped {skips.counts()} examples")
 
 
 async def translate_then_close(prompts: Iterable[str], language: str, model: ChatModel) -> Translations:
@@ -273,20 +286,27 @@ def build_dataset(
         scales = parse_scales(seeds, settings.seeds)
         seed_ids = {seed.q_id for seed in seeds}
         samples = load_samples(settings.samples, seed_ids, settings.seeds) if settings.samples else []
+        opinions = (
+            load_opinions(settings.culturepark, seed_ids, settings.seeds) if settings.culturepark else []
+        )
         answers = load_countries(
             (country for countries in cultures.values() for country in countries),
             [seed.q_id for seed in seeds],
             [*settings.answers_dir, DEFAULT_ANSWERS_DIR],
         )
-    except (CultureError, SeedFileError, SamplesFileError, AnswersFileError) as exc:
+    except (CultureError, SeedFileError, SamplesFileError, OpinionsError, AnswersFileError) as exc:
         raise BuildError(str(exc)) from None
     if settings.samples and not samples:
         warn(f"samples file {settings.samples} holds no samples; building from the seeds alone")
 
     labels = compute_labels(cultures, seeds, scales, answers, settings.label)
-    example_set = build_examples(
-        list(cultures), seeds, scales, samples, {(label.culture, label.q_id): label for label in labels}
-    )
+    by_key = {(label.culture, label.q_id): label for label in labels}
+    selected = select_opinions(opinions, cultures, by_key)
+    if settings.culturepark and not selected.texts:
+        warn(f"--culturepark {settings.culturepark} holds no opinions of {', '.join(cultures)}")
+    if selected.mismatched:
+        warn(describe_mismatches(selected.mismatched, by_key))
+    example_set = build_examples(list(cultures), seeds, scales, samples, by_key, selected.texts)
     report_skips(example_set, warn)
     examples = example_set.examples
     if not examples:
@@ -305,6 +325,8 @@ def build_dataset(
         cultures=cultures,
         seeds=seeds,
         samples=samples,
+        opinions=opinions,
+        selected_opinions=selected,
         answers=answers,
         labels=labels,
         example_set=example_set,

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from agents.providers.endpoints import redact_url
 from builders.formats import by_split
+from builders.opinions import OPINIONS_FILE, REASON
 from builders.prompt import WVS_PROMPT
 
 if TYPE_CHECKING:
     from builders.build import BuildResult
+    from builders.examples import CultureSkips, Source
 
 WVS_CITATION = (
     "Haerpfer, C., Inglehart, R., Moreno, A., Welzel, C., Kizilova, K., Diez-Medrano, J., Lagos, M., "
@@ -45,6 +47,8 @@ def command_line(result: BuildResult) -> str:
     words = ["python", "cli.py", "build-dataset", "--culture", settings.culture]
     if settings.samples:
         words += ["--samples", shown(settings.samples)]
+    if settings.culturepark:
+        words += ["--culturepark", shown(settings.culturepark)]
     words += ["--seeds", shown(settings.seeds), "--format", settings.format, "--label", settings.label.value]
     if settings.val_fraction:
         words += ["--val-fraction", f"{settings.val_fraction:g}"]
@@ -67,23 +71,33 @@ def _title(result: BuildResult) -> str:
     return f"WVS-labelled fine-tuning set: {names[0]} culture"
 
 
+def _lost(skips: CultureSkips) -> str:
+    counts = [f"{skips.seeds} seed", f"{skips.augmented} augmented"]
+    return ", ".join(counts + ([f"{skips.culturepark} culturepark"] if skips.culturepark else []))
+
+
 def _culture_rows(result: BuildResult) -> list[str]:
+    # The CulturePark column only appears in builds that read a CulturePark run.
+    sources: list[Source] = ["seed", "augmented", *(["culturepark"] if result.settings.culturepark else [])]
+    names = {"seed": "Seed", "augmented": "Augmented", "culturepark": "CulturePark"}
     rows = [
-        "| Culture | Countries | Labelled questions | Seed examples | Augmented examples | Skipped (no valid answers) |",
-        "|---|---|---|---|---|---|",
+        "| Culture | Countries | Labelled questions | "
+        + " | ".join(f"{names[source]} examples" for source in sources)
+        + " | Skipped (no valid answers) |",
+        "|---|---|---|" + "---|" * len(sources) + "---|",
     ]
     for culture, countries in result.cultures.items():
         mine = [example for example in result.examples if example.culture == culture]
         skips = result.example_set.skipped[culture]
         skipped = (
-            ", ".join(f"Q{q_id}" for q_id in skips.q_ids)
-            + f" ({skips.seeds} seed, {skips.augmented} augmented examples)"
+            ", ".join(f"Q{q_id}" for q_id in skips.q_ids) + f" ({_lost(skips)} examples)"
             if skips.q_ids
             else "none"
         )
+        counts = " | ".join(str(sum(e.source == source for e in mine)) for source in sources)
         rows.append(
             f"| {culture} | {', '.join(countries)} | {len(result.seeds) - len(skips.q_ids)} / {len(result.seeds)} "
-            f"| {sum(e.source == 'seed' for e in mine)} | {sum(e.source == 'augmented' for e in mine)} | {skipped} |"
+            f"| {counts} | {skipped} |"
         )
     return rows
 
@@ -99,12 +113,30 @@ def _sources(result: BuildResult) -> list[str]:
         )
     else:
         lines.append("- Augmented samples: none; one example per seed.")
+    if settings.culturepark:
+        selected = result.selected_opinions
+        digest = hashlib.sha256((settings.culturepark / OPINIONS_FILE).read_bytes()).hexdigest()
+        lines.append(
+            f"- CulturePark opinions (source run): `{shown(settings.culturepark / OPINIONS_FILE)}`, sha256 "
+            f"`{digest}`, {len(result.opinions)} opinions, {sum(map(len, selected.texts.values()))} of them "
+            f"distinct and of the cultures built, {selected.repeats} repeats dropped, "
+            f"{len(selected.mismatched)} verified against another label than this build's (answered with "
+            "this build's label)."
+        )
     answers = ", ".join(
         f"{country} `{shown(found.path)}` ({found.respondents} respondents)"
         for country, found in result.answers.items()
     )
     lines.append(f"- Survey answers: {answers}.")
     return lines
+
+
+def _first_culturepark_example(result: BuildResult) -> list[str]:
+    """The first CulturePark example's answer, which differs from the seeds' answer; nothing without one."""
+    found = next((example for example in result.examples if example.source == "culturepark"), None)
+    if found is None:
+        return []
+    return ["The first CulturePark example's answer:", "", "```text", found.assistant, "```", ""]
 
 
 def render_card(result: BuildResult) -> str:
@@ -122,6 +154,15 @@ def render_card(result: BuildResult) -> str:
         "Chat fine-tuning examples that teach a model how people of a culture answer World Values Survey "
         "(Wave 7) questions, as in CultureLLM: every seed question and each of its augmented rewrites is asked, "
         "and the answer is the culture's label, computed from the survey answers of its countries.",
+        *(
+            [
+                "CulturePark examples ask the seed question again and answer with the label followed by "
+                f"`{REASON}` and an opinion of the culture, voiced in a CulturePark dialogue and verified to "
+                "agree with the culture's attitude.",
+            ]
+            if settings.culturepark
+            else []
+        ),
         "",
         *_culture_rows(result),
         "",
@@ -154,6 +195,7 @@ def render_card(result: BuildResult) -> str:
         *(f"[{message['role']}] {message['content']}" for message in first.messages),
         "```",
         "",
+        *_first_culturepark_example(result),
         "## Labels",
         "",
         f"Method `{settings.label.value}`: {_LABEL_RULES[settings.label.value]}. Only real answers count: negative "

@@ -36,6 +36,7 @@ def add_build_dataset_parser(subparsers: Any) -> None:
     parser.add_argument("--culture", required=True, help=_help("culture"))
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help=_help("out"))
     parser.add_argument("--samples", type=Path, metavar="FILE", help=_help("samples"))
+    parser.add_argument("--culturepark", type=Path, metavar="DIR", help=_help("culturepark"))
     parser.add_argument(
         "--seeds", type=Path, metavar="FILE", help=f"{_help('seeds')} Default: data/wvs/seeds.jsonl."
     )
@@ -60,6 +61,7 @@ def settings_from_args(args: argparse.Namespace) -> BuildSettings:
         "culture": args.culture,
         "out": args.out,
         "samples": args.samples,
+        "culturepark": args.culturepark,
         "format": args.format,
         "label": args.label,
         "val_fraction": args.val_fraction,
