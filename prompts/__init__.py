@@ -119,3 +119,22 @@ class EquivalenceVerdicts(BaseModel):
     """Answer of the LLM judge: one verdict per numbered candidate."""
 
     verdicts: list[EquivalenceVerdict] = Field(default_factory=list)
+
+
+CULTUREPARK_TURN = "culturepark_turn_v1"
+CULTUREPARK_EXTRACT = "culturepark_extract_v1"
+CULTUREPARK_VERIFY = "culturepark_verify_v1"
+CULTUREPARK_REWRITE = "culturepark_rewrite_v1"
+# The templates a CulturePark run may render (and names in its manifest). The verifier answers
+# `EquivalenceVerdicts`, the augment judge's schema, so the two verdict parsers are one.
+CULTUREPARK_PROMPTS = (CULTUREPARK_TURN, CULTUREPARK_EXTRACT, CULTUREPARK_VERIFY, CULTUREPARK_REWRITE)
+
+
+class ExtractedOpinions(BaseModel):
+    """Answer of the opinion extractor: what one speaker voiced in one line, as first-person sentences."""
+
+    opinions: list[str] = Field(
+        default_factory=list,
+        description="Distinct opinions, each a self-contained first-person sentence.",
+        max_length=5,
+    )
