@@ -87,7 +87,10 @@ def dialogue_items(settings: CultureParkSettings):
 
     try:
         known = load_cultures(settings.cultures_file)
-        cultures = {name: known[name] for name in select_cultures(settings.culture, known)}
+        names = [
+            n for part in settings.culture.split(",") if part.strip() for n in select_cultures(part, known)
+        ]
+        cultures = {name: known[name] for name in dict.fromkeys(names)}
         seeds = load_seeds(settings.seeds)
         if settings.limit:
             seeds = seeds[: settings.limit]

@@ -156,7 +156,7 @@ async def speak(state: ParkState, runtime: Runtime[ParkContext]) -> dict:
             turns=params.turns,
         ),
         step="dialogue",
-        parse=lambda raw: parse_utterance(raw, pair),
+        parse=lambda raw: parse_utterance(raw, pair, speaker),
         temperature=params.temperature,
         max_tokens=160,
         sample_seed=draw(state.item.key, line, params.sample_seed),

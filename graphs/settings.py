@@ -202,7 +202,8 @@ class CultureParkSettings(RunSettings):
     )
 
     culture: str = Field(
-        default="Arabic", description="Culture whose people talk (e.g. Arabic), or 'all' for every culture."
+        default="Arabic",
+        description="Culture whose people talk (e.g. Arabic), several separated by commas (Arabic,German), or 'all' for every culture.",
     )
     seeds: Path = Field(default=DEFAULT_SEEDS, description="Seed file of WVS questions to discuss.")
     limit: int | None = Field(default=None, gt=0, description="Discuss only the first K seeds (per culture).")
