@@ -19,17 +19,17 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
-from agents.attitude import Attitude
-from agents.dialogue import Persona, Utterance, parse_utterance, personas, render_turn
-from agents.opinions import extract_opinions
-from agents.verifier import OpinionVerifier, rewrite_opinion
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from agents.attitude import Attitude
+from agents.dialogue import Persona, Utterance, parse_utterance, personas, render_turn
+from agents.opinions import extract_opinions
 from agents.providers.chat import ResilientChatModel
 from agents.providers.embedders import Embedder
 from agents.providers.resilience import MalformedResponse, ModelCallFailed, call_priority
 from agents.text import normalize
+from agents.verifier import OpinionVerifier, rewrite_opinion
 from storage.records import Seed
 
 
