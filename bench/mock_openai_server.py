@@ -5,10 +5,24 @@ content, so the real pipeline (langchain-openai, our retry layer, the real embed
 against it end to end:
 - paraphrase requests get rewrites of the `Sentence:` line ("In my view, ..."),
 - structured requests (`response_format`) get a synonym table or equivalence verdicts, as JSON,
-- embedding requests get hashed bag-of-words vectors.
+- embedding requests get hashed bag-of-words vectors,
+- CulturePark requests, recognised by phrases of their prompts (`culturepark_answer`), get answers
+  that let a whole CulturePark run work:
+  - a dialogue turn (its system message says "You are taking part in a conversation about this
+    question from the World Values Survey") gets one plain-text line of two sentences about the item's
+    words, chosen by a hash of the messages and their number, so lines differ within and across
+    dialogues; about one line in five speaks against the item and says "I do not believe" (`AGAINST`),
+  - "List the distinct opinions" gets `{"opinions": [...]}`: the first two sentences of the quoted
+    line, put in the first person,
+  - "Does each opinion agree with this attitude" gets `{"verdicts": [...]}` for the numbered opinions:
+    contradict for those that say `AGAINST`, unrelated for those under four words, entail otherwise,
+  - "Rewrite this opinion so that it agrees with the attitude" gets the `Opinion:` line with the
+    negation taken out, which the verification then entails.
+  The phrases are matched loosely (numbered lines, a quoted line), not the templates word for word.
 
 Latency, injected faults (429 with Retry-After, 500, 503, hangs, malformed bodies), a share of
-healthy but unusable structured answers (an empty synonym table, a verdict-less refusal), a
+healthy but unusable structured answers (an empty synonym table, a verdict-less refusal, an
+opinion list without JSON), a
 requests-per-minute limit and an API key check are configurable; every request is logged.
 
     python -m bench.mock_openai_server --port 8011 --latency 0.2 --fault-rate 0.2 --rpm 600
@@ -40,6 +54,7 @@ UNUSABLE = "unusable"
 UNUSABLE_ANSWERS = {
     "SynonymTable": json.dumps({"words": []}),
     "EquivalenceVerdicts": "I am unable to compare these sentences.",
+    "ExtractedOpinions": "I could not find any opinion in this line.",
 }
 
 _THESAURUS = {
@@ -260,6 +275,142 @@ def verdict_answer(user_text: str, contradiction_markers: tuple[str, ...]) -> st
         for i, text in candidates
     ]
     return json.dumps({"verdicts": verdicts})
+
+
+# -- CulturePark --------------------------------------------------------------------------------------
+
+TURN_PHRASE = "You are taking part in a conversation about this question from the World Values Survey"
+EXTRACT_PHRASE = "List the distinct opinions"
+VERIFY_PHRASE = "Does each opinion agree with this attitude"
+REWRITE_PHRASE = "Rewrite this opinion so that it agrees with the attitude"
+# What a line against the item says, and so what verification calls a contradiction and a rewrite
+# takes out. Only the dialogue's own against-lines say it.
+AGAINST = "do not believe"
+AGAINST_SHARE = 5  # one line in this many speaks against the item
+
+_ITEM_LINE = re.compile(r"^(?:Statement|Question):\s*(.+)$", re.MULTILINE)
+_NUMBERED = re.compile(r"^\s*(\d+)[.)]\s+(.+?)\s*$", re.MULTILINE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Words that say nothing about the item's topic, left out of the topic of a line.
+_STOP_WORDS = frozenset(
+    """a an the this that these those of to in on at for with by from as and or but if than then so is
+    are was were be been being has have had do does did will would should could can may might must it
+    its i me my we our you your he she they them their his her one how what which who whom why when
+    where whether there here not no nor very more most much many some any all each every other such
+    own same also only just about into over under between following things thing way ways""".split()
+)
+_FOR = (
+    "I strongly believe that {topic} matters",
+    "I really think {topic} deserves our respect",
+    "I am convinced that {topic} belongs at the heart of a good life",
+    "I feel that {topic} should come first",
+    "I hold that {topic} is worth defending",
+    "I would say {topic} is part of who we are",
+)
+_AGAINST_VIEWS = (
+    "I " + AGAINST + " that {topic} matters as much as people say",
+    "I " + AGAINST + " that {topic} should decide how we live",
+)
+_REASONS = (
+    "because it keeps families together",
+    "since my parents taught me so",
+    "as it gives people a sense of duty",
+    "because our community depends on it",
+    "since it brings stability to daily life",
+    "because it is how we show respect to our elders",
+    "as times have changed less than people think",
+    "because everyone around me lives by it",
+)
+_EXPERIENCES = (
+    "In my family we have always lived this way.",
+    "In my neighbourhood almost everyone shares this view.",
+    "My grandmother told me the same when I was young.",
+    "At work I see every day what this means.",
+    "In our village people still talk about it at every wedding.",
+    "My friends and I argued about this for years.",
+    "When I moved to the city I learned why it counts.",
+)
+
+
+def _hash(value: object) -> int:
+    return int.from_bytes(hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=8).digest())
+
+
+def _topic(item: str) -> str:
+    """'the question of' two of the item's content words (its longest, in their order)."""
+    words = [w.lower() for w in _WORDS.findall(item) if w.lower() not in _STOP_WORDS and len(w) > 2]
+    chosen = sorted(dict.fromkeys(words), key=len, reverse=True)[:2]
+    kept = [w for w in dict.fromkeys(words) if w in chosen]
+    return "the question of " + " and ".join(kept) if kept else "this question"
+
+
+def dialogue_answer(messages: list[dict[str, Any]]) -> str:
+    """A speaker's next line: a view with a reason, then an experience; one in five speaks against."""
+    system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
+    item = match.group(1) if (match := _ITEM_LINE.search(system)) else ""
+    digest, length = _hash(messages), len(messages)
+    views = _AGAINST_VIEWS if digest % AGAINST_SHARE == 0 else _FOR
+    view = views[(digest // AGAINST_SHARE + length) % len(views)].format(topic=_topic(item))
+    reason = _REASONS[(digest // 7) % len(_REASONS)]
+    experience = _EXPERIENCES[(digest // 11 + length) % len(_EXPERIENCES)]
+    return f"{view}, {reason}. {experience}"
+
+
+def _quoted_line(user_text: str) -> str:
+    """The line whose opinions are asked for: the last quoted text said by someone, else any quote."""
+    said = re.findall(r'said:\s*"(.*)"\s*$', user_text, re.MULTILINE)
+    if said:
+        return said[-1]
+    quoted = re.findall(r'"([^"]{8,})"', user_text)
+    return quoted[-1] if quoted else ""
+
+
+def _first_person(sentence: str) -> str:
+    sentence = sentence.strip()
+    if re.match(r"I\b", sentence):
+        return sentence
+    return "I can say that " + sentence[:1].lower() + sentence[1:]
+
+
+def extraction_answer(user_text: str) -> str:
+    """Up to two sentences of the quoted line that are not questions, each in the first person."""
+    sentences = [s for s in _SENTENCE_END.split(_quoted_line(user_text)) if s.strip()]
+    opinions = [_first_person(s) for s in sentences if not s.rstrip().endswith("?")][:2]
+    return json.dumps({"opinions": opinions})
+
+
+def opinion_verdicts_answer(user_text: str) -> str:
+    """contradict for an opinion that speaks against (`AGAINST`), unrelated for a fragment, else entail."""
+    verdicts = []
+    for index, opinion in _NUMBERED.findall(user_text):
+        if AGAINST in opinion.lower():
+            verdict = "contradict"
+        elif len(_WORDS.findall(opinion)) < 4:
+            verdict = "unrelated"
+        else:
+            verdict = "entail"
+        verdicts.append({"index": int(index), "verdict": verdict})
+    return json.dumps({"verdicts": verdicts})
+
+
+def rewrite_answer(user_text: str) -> str:
+    """The opinion with its negation taken out ("I do not believe that" -> "I believe that")."""
+    opinion = _field(user_text, "Opinion") or _quoted_line(user_text)
+    return re.sub(r"\b(?:do not|don't)\s+believe", "believe", opinion, flags=re.IGNORECASE)
+
+
+def culturepark_answer(messages: list[dict[str, Any]], user_text: str) -> str | None:
+    """The answer to a CulturePark request, or None when the messages are not one."""
+    system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
+    if TURN_PHRASE in system:
+        return dialogue_answer(messages)
+    if EXTRACT_PHRASE in user_text:
+        return extraction_answer(user_text)
+    if VERIFY_PHRASE in user_text:
+        return opinion_verdicts_answer(user_text)
+    if REWRITE_PHRASE in user_text:
+        return rewrite_answer(user_text)
+    return None
 
 
 def embed(text: str, dims: int = 64) -> list[float]:
@@ -542,6 +693,8 @@ class MockOpenAIServer:
                 if server._unusable(schema_name, messages):
                     content = UNUSABLE_ANSWERS[schema_name]
                     self._pending_log["fault"] = UNUSABLE
+                elif (park := culturepark_answer(messages, user_text)) is not None:
+                    content = park
                 elif schema_name == "SynonymTable":
                     content = synonym_answer(user_text)
                 elif schema_name == "EquivalenceVerdicts":
@@ -599,7 +752,7 @@ def main() -> None:
         "--unusable",
         type=share,
         default=0.0,
-        help="share of structured answers (synonym tables, verdicts) that are unusable, in [0, 1]",
+        help="share of structured answers (synonym tables, verdicts, opinion lists) that are unusable, in [0, 1]",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the faults and unusable answers")
     parser.add_argument("--rpm", type=float, help="requests per minute before answering 429")
