@@ -93,7 +93,8 @@ def validated(settings: type[S], values: dict[str, Any]) -> S:
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = str(problem["loc"][0]) if problem["loc"] else "settings"
-        message = problem["msg"].removeprefix("Value error, ").lower()
+        message = problem["msg"].removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]  # "Input should be ..." reads on after the flag
         raise UserError(f"{flag_of(field)}: {message} (got {values.get(field)!r})") from None
 
 

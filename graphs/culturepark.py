@@ -27,6 +27,7 @@ from agents.dialogue import Persona, Utterance, parse_utterance, personas, rende
 from agents.opinions import extract_opinions
 from agents.providers.chat import ResilientChatModel
 from agents.providers.embedders import Embedder
+from agents.providers.local_compute import run_local
 from agents.providers.resilience import MalformedResponse, ModelCallFailed, call_priority
 from agents.text import normalize
 from agents.verifier import OpinionVerifier, rewrite_opinion
@@ -286,7 +287,10 @@ async def deduplicate(state: ParkState, runtime: Runtime[ParkContext]) -> dict:
     if verified:
         with call_priority(-1):  # the item's last call: let it finish (and be written) first
             vectors = await ctx.embedder.embed([v.text for v in verified])
-        chosen = cluster_representatives(vectors, ctx.params.clusters, random_state=ctx.params.sample_seed)
+        # k-means runs on the local-compute thread: off the event loop, beside the local models.
+        chosen = await run_local(
+            cluster_representatives, vectors, ctx.params.clusters, random_state=ctx.params.sample_seed
+        )
         kept = [verified[index]._replace(cluster=cluster) for index, cluster in chosen]
     stats = replace(
         state.stats, verified=len(verified), clustered_out=len(verified) - len(kept), kept=len(kept)
