@@ -12,7 +12,8 @@ no provider keys but the ones an entry sets). `{name}` in an entry is filled fro
 name: `tmp` (this test's directory), `mock` (bench/mock_openai_server.py), `finetune`
 (tests/fake_openai_finetune_server.py), `key` (the key both servers accept), `run` (a small augment
 run made first, standing for runs/X), `built` (such a run that README's build-dataset command has
-turned into dataset-ar), `job` (a fine-tuning job on the imitation server), `hostfile`.
+turned into dataset-ar), `cp` (a small culturepark run, standing for runs/cp-ar and runs/cp-all),
+`job` (a fine-tuning job on the imitation server), `hostfile`.
 """
 
 from __future__ import annotations
@@ -135,6 +136,30 @@ def job_succeeded(out: str) -> Callable[[dict[str, str]], None]:
     return check
 
 
+def culturepark_completed(out: str, dialogues: int) -> Callable[[dict[str, str]], None]:
+    def check(ctx: dict[str, str]) -> None:
+        manifest = json.loads((Path(out.format(**ctx)) / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["status"] == "completed", manifest
+        assert manifest["counts"]["dialogues_done"] == dialogues, manifest["counts"]
+
+    return check
+
+
+def culturepark_resumed(ctx: dict[str, str]) -> None:
+    manifest = json.loads((Path(ctx["cp"]) / "manifest.json").read_text(encoding="utf-8"))
+    # A second process worked on the run: its segment is added, nothing is asked again.
+    assert manifest["status"] == "completed" and len(manifest["segments"]) == 2
+    assert manifest["segments"][1]["llm_calls"] == 0
+
+
+def culturepark_dataset(ctx: dict[str, str]) -> None:
+    rows = json_lines(Path(ctx["cp"]) / "dataset" / "train.jsonl")
+    opinions = json_lines(Path(ctx["cp"]) / "opinions.jsonl")
+    answers = [row["messages"][-1]["content"] for row in rows]
+    arabic = [o for o in opinions if o["culture"] == "Arabic"]
+    assert arabic and all(any(o["opinion"] in a for a in answers) for o in arabic)
+
+
 # The mock server stands in for the OpenAI API: the SDK finds its key and address in the environment.
 MOCK_OPENAI = (("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{mock}"))
 
@@ -202,6 +227,41 @@ ENTRIES: tuple[Entry, ...] = (
         served=("gpt-4o-mini",),
         check=augment_completed("{tmp}/chained"),
         slow=True,
+    ),
+    Entry(
+        name="culturepark-embedded",
+        readme="python cli.py culturepark --limit 2 --turns 2 --out runs/cp-try",
+        replace=(("--limit 2 --turns 2", "--limit 1 --turns 1"), ("runs/cp-try", "{tmp}/cp-try")),
+        outputs=("{tmp}/cp-try/dialogues.jsonl", "{tmp}/cp-try/opinions.jsonl", "{tmp}/cp-try/manifest.json"),
+        check=culturepark_completed("{tmp}/cp-try", 1),
+        slow=True,
+    ),
+    Entry(
+        name="culturepark-openai",
+        readme="python cli.py culturepark --culture Arabic --mode in --style guided --generator openai:gpt-4o-mini "
+        "--verifier llm:openai:gpt-4o --concurrency 32 --rpm 3000 --out runs/cp-ar",
+        replace=(("runs/cp-ar", "{tmp}/cp-ar"),),
+        extra=("--limit", "1", "--turns", "1"),
+        env=MOCK_OPENAI,
+        outputs=("{tmp}/cp-ar/dialogues.jsonl", "{tmp}/cp-ar/opinions.jsonl"),
+        served=("gpt-4o-mini", "gpt-4o"),
+        check=culturepark_completed("{tmp}/cp-ar", 1),
+        slow=True,  # the default embedder is the embedded embedding model
+    ),
+    Entry(
+        name="culturepark-resume",
+        readme="python cli.py culturepark --culture all --mode cross --resume runs/cp-all",
+        replace=(("runs/cp-all", "{cp}"), ("--culture all --mode cross ", "")),
+        env=MOCK_OPENAI,
+        check=culturepark_resumed,
+    ),
+    Entry(
+        name="culturepark-build-dataset",
+        readme="python cli.py build-dataset --culture Arabic --culturepark runs/cp-ar --format openai "
+        "--out runs/cp-ar/dataset",
+        replace=(("--culturepark runs/cp-ar ", "--culturepark {cp} "), ("runs/cp-ar/dataset", "{cp}/dataset")),
+        outputs=("{cp}/dataset/train.jsonl",),
+        check=culturepark_dataset,
     ),
     Entry(
         name="build-dataset",
@@ -355,6 +415,37 @@ def augment_run(tmp_path_factory, mock_server) -> Path:
 def run(augment_run, tmp_path) -> str:
     """A copy of the augment run for one test to write into."""
     return str(shutil.copytree(augment_run, tmp_path / "X"))
+
+
+@pytest.fixture(scope="module")
+def culturepark_run(tmp_path_factory, mock_server) -> Path:
+    """runs/cp-all and runs/cp-ar: Arabic and German in cross mode, one seed, one line each, through the
+    mock server (speakers, verifier and embeddings)."""
+    out = tmp_path_factory.mktemp("culturepark") / "cp"
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "culturepark", "--quiet", "--culture", "Arabic,German", "--mode", "cross"]
+        + ["--limit", "1", "--turns", "2", "--generator", "openai:mock-model", "--out", str(out)]
+        + ["--verifier", "llm:openai:mock-model", "--embedder", "embed:openai:mock-embed"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_BASE_URL": mock_server.base_url,
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json_lines(out / "opinions.jsonl"), "the culturepark run kept no opinion to build from"
+    return out
+
+
+@pytest.fixture
+def cp(culturepark_run, tmp_path) -> str:
+    """A copy of the culturepark run for one test to write into."""
+    return str(shutil.copytree(culturepark_run, tmp_path / "cp"))
 
 
 @pytest.fixture(scope="module")
