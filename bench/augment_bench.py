@@ -50,7 +50,9 @@ def busiest_window(times: list[float], window: float = 10.0) -> int:
     return best
 
 
-def start_mock(args: argparse.Namespace, log: Path, unusable: float) -> tuple[subprocess.Popen, str]:
+def start_mock(latency: float, log: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """The mock server in a process of its own (as a provider would be), with `flags` added; returns
+    the process and its base URL."""
     command = [
         sys.executable,
         "-m",
@@ -58,13 +60,12 @@ def start_mock(args: argparse.Namespace, log: Path, unusable: float) -> tuple[su
         "--port",
         "0",
         "--latency",
-        str(args.latency),
+        str(latency),
         "--api-key",
         BENCH_KEY,
         "--log",
         str(log),
-        "--unusable",
-        str(unusable),
+        *flags,
     ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
@@ -88,7 +89,7 @@ def augment_once(args: argparse.Namespace, unusable: float) -> BenchRun:
     (imports, caches, connections) carries over from one run to the next."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.jsonl"
-        server, base_url = start_mock(args, log, unusable)
+        server, base_url = start_mock(args.latency, log, "--unusable", str(unusable))
         try:
             out = Path(tmp) / "run"
             command = [

@@ -24,30 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.augment_bench import BENCH_KEY, busiest_window
+from bench.augment_bench import BENCH_KEY, busiest_window, start_mock
 
 # Requests that follow the dialogue in one (culture, seed) thread: extraction, verification, rewrite,
 # re-verification, the per-dialogue embedding, and the run's final embedding for near-duplicates.
 ROUNDS_AFTER_DIALOGUE = 6
 
 
-def start_mock(latency: float, log: Path, fault_rate: float) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable, "-m", "bench.mock_openai_server", "--port", "0", "--latency", str(latency),
-        "--api-key", BENCH_KEY, "--log", str(log), "--fault-rate", str(fault_rate),
-    ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    line = server.stdout.readline() if server.stdout else ""
-    if " on " not in line:
-        server.kill()
-        raise SystemExit(f"mock server did not start: {line!r}")
-    return server, line.rsplit(" on ", 1)[1].strip()
-
-
 def culturepark_once(args: argparse.Namespace, culture: str) -> tuple[int, float, float, list[dict], dict]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.jsonl"
-        server, base_url = start_mock(args.latency, log, args.fault_rate)
+        server, base_url = start_mock(args.latency, log, "--fault-rate", str(args.fault_rate))
         out = Path(tmp) / "run"
         try:
             command = [

@@ -15,8 +15,6 @@ from builders.formats import FORMATS, by_split
 from builders.labels import LabelMethod
 from builders.translate import ChatModel
 
-USER_ERROR = 2
-
 EXAMPLE = (
     "python cli.py build-dataset --culture Arabic --samples runs/X/samples.jsonl --format openai --out DIR"
 )
@@ -96,18 +94,14 @@ def default_model_factory(base_url: str | None) -> ModelFactory:
 
 
 def run_build_dataset(args: argparse.Namespace, *, model_factory: ModelFactory | None = None) -> int:
-    """Run `build-dataset`; user errors print one `error:` line to stderr and return 2."""
-    try:
-        settings = settings_from_args(args)
-        result = build_dataset(
-            settings,
-            model_factory=model_factory or default_model_factory(settings.base_url),
-            warn=lambda message: print(f"warning: {redact_urls(message)}", file=sys.stderr),
-        )
-    except BuildError as exc:
-        # A translation model's failure may quote its server's URL: credentials stay hidden.
-        print(f"error: {redact_urls(str(exc))}", file=sys.stderr)
-        return USER_ERROR
+    """Run `build-dataset`; a `BuildError` is a `UserError`, which `cli.main` prints as one line (with
+    credentials in quoted URLs hidden) and turns into exit status 2."""
+    settings = settings_from_args(args)
+    result = build_dataset(
+        settings,
+        model_factory=model_factory or default_model_factory(settings.base_url),
+        warn=lambda message: print(f"warning: {redact_urls(message)}", file=sys.stderr),
+    )
     sizes = ", ".join(f"{split} {len(found)}" for split, found in by_split(result.examples).items())
     print(
         f"wrote {len(result.examples)} examples ({sizes}) for {', '.join(result.cultures)} to {settings.out}"

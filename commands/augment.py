@@ -5,19 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-from pathlib import Path
 
 from commands.common import (
+    add_run_flags,
     add_settings_flags,
     check_prompts,
     default_out,
     execute,
-    explicit_flags,
     new_run_dir,
-    resume_settings,
-    run_dir_to_resume,
-    validated,
-    warn,
+    run_services,
+    settings_to_run,
 )
 from commands.errors import EXIT_INTERRUPTED, UserError
 from graphs.settings import AugmentSettings
@@ -59,39 +56,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
-    p.add_argument(
-        "--resume",
-        type=Path,
-        metavar="DIR",
-        help=f"Continue an interrupted {command} run in DIR with its own settings: finished items are kept, "
-        "answers already received are replayed from its ledger. Re-running with the same --out does the same.",
-    )
-    p.add_argument(
-        "--quiet", action="store_true", help="No progress bar or summary (errors are still printed)."
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     import prompts
     from agents.guards import MeaningGuard
     from agents.judge import create_judge, judge_models
-    from agents.providers.factory import ModelServices, create_chat_model
+    from agents.providers.factory import create_chat_model
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
     from agents.thesaurus import default_thesaurus
     from graphs.augment import AugmentContext, AugmentParams
     from graphs.augment_job import AugmentJob
     from graphs.progress import print_summary
-    from storage.ledger import LEDGER, CallLedger
     from storage.seeds import SeedFileError, load_seeds
     from storage.wordnet import WordNetMissing
 
-    resume_dir = run_dir_to_resume(args)
-    if resume_dir is not None:
-        settings = resume_settings(AugmentSettings, args, resume_dir, "augment")
-    else:
-        settings = validated(AugmentSettings, explicit_flags(args, AugmentSettings))
+    settings, resume_dir = settings_to_run(AugmentSettings, args, "augment")
     try:
         seeds = load_seeds(settings.seeds)
     except SeedFileError as exc:
@@ -102,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
     out = settings.out or default_out()
     if resume_dir is None:
         new_run_dir(out)
-    services = ModelServices(
-        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
-    )
+    services = run_services(settings, out)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         judge = create_judge(settings.judge, settings.threshold, services)
@@ -136,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         resume=resume_dir is not None,
         quiet=args.quiet,
-        resume_command="augment",
     )
     if report is None:
         return EXIT_INTERRUPTED

@@ -71,12 +71,28 @@ def add_settings_flags(
                     flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
                 )
         elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, dest=name, action="append", metavar="SPEC", help=text)
+            # Repeatable: model specs (--judge), directories (--answers-dir).
+            element = typing.get_args(kind)[0]
+            convert, metavar = (Path, "DIR") if element is Path else (str, "SPEC")
+            parser.add_argument(flag, dest=name, action="append", type=convert, metavar=metavar, help=text)
         elif _choices(kind):
             parser.add_argument(flag, dest=name, choices=_choices(kind), help=text)
         else:
             convert = {int: int, float: float, Path: Path}.get(kind, str)
             parser.add_argument(flag, dest=name, type=convert, help=text)
+
+
+def add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help=f"Continue an interrupted {command} run in DIR with its own settings: finished items are kept, "
+        "answers already received are replayed from its ledger. Re-running with the same --out does the same.",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="No progress bar or summary (errors are still printed)."
+    )
 
 
 def explicit_flags(args: argparse.Namespace, settings: type[BaseModel]) -> dict[str, Any]:
@@ -195,6 +211,25 @@ def resume_settings(settings: type[S], args: argparse.Namespace, run_dir: Path, 
     return validated(settings, {**stored.model_dump(), **given, "out": run_dir})
 
 
+def settings_to_run(settings: type[S], args: argparse.Namespace, command: str) -> tuple[S, Path | None]:
+    """(settings, the run directory being resumed or None): a resumed run's own settings, else the flags'."""
+    resume_dir = run_dir_to_resume(args)
+    if resume_dir is not None:
+        return resume_settings(settings, args, resume_dir, command), resume_dir
+    return validated(settings, explicit_flags(args, settings)), None
+
+
+def run_services(settings: Any, out: Path) -> Any:
+    """The models' shared services for a run in `out`: the settings' limits, base URL, and the run's
+    call ledger (opened when the run starts)."""
+    from agents.providers.factory import ModelServices
+    from storage.ledger import LEDGER, CallLedger
+
+    return ModelServices(
+        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
+    )
+
+
 def check_prompts(names: Sequence[str]) -> None:
     """A broken template fails here, before any model is called or a run directory made."""
     import prompts
@@ -268,7 +303,6 @@ def execute(
     out: Path,
     resume: bool,
     quiet: bool,
-    resume_command: str,
 ) -> Any:
     """Run `job` over `items` in the run directory `out` (made here unless resumed); the report, or
     None when the run was interrupted (the message saying how to go on is printed)."""
@@ -319,7 +353,7 @@ def execute(
     except FatalModelError as exc:
         raise UserError(f"{redact_urls(str(exc))} (run stopped; see {out / MANIFEST})") from None
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: python cli.py {resume_command} --resume {out}", file=sys.stderr)
+        print(f"interrupted; continue with: python cli.py {job.command} --resume {out}", file=sys.stderr)
         return None
     finally:
         if services.ledger is not None:

@@ -8,17 +8,15 @@ import asyncio
 import json
 from pathlib import Path
 
-from commands.augment import add_run_flags
 from commands.common import (
+    add_run_flags,
     add_settings_flags,
     check_prompts,
     default_out,
     execute,
-    explicit_flags,
     new_run_dir,
-    resume_settings,
-    run_dir_to_resume,
-    validated,
+    run_services,
+    settings_to_run,
     warn,
 )
 from commands.errors import EXIT_INTERRUPTED, UserError
@@ -77,7 +75,6 @@ def dialogue_items(settings: CultureParkSettings):
     """(items, skipped): one item per culture and seed the culture's people answered, and per culture
     the questions none of its countries asked (never discussed against an invented attitude)."""
     from agents.attitude import attitude_of
-
     from builders.build import DEFAULT_ANSWERS_DIR, compute_labels, parse_scales
     from builders.cultures import CultureError, load_cultures, select_cultures
     from builders.labels import LabelMethod
@@ -123,22 +120,16 @@ def dialogue_items(settings: CultureParkSettings):
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.verifier import OpinionVerifier
-
     import prompts
-    from agents.providers.factory import ModelServices, create_chat_model, create_embedder
+    from agents.providers.factory import create_chat_model, create_embedder
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError, parse_judge_spec
+    from agents.verifier import OpinionVerifier
     from graphs.culturepark import ParkContext, ParkParams
     from graphs.culturepark_job import DIALOGUES, OPINIONS, CultureParkJob
     from graphs.progress import print_summary
-    from storage.ledger import LEDGER, CallLedger
 
-    resume_dir = run_dir_to_resume(args)
-    if resume_dir is not None:
-        settings = resume_settings(CultureParkSettings, args, resume_dir, "culturepark")
-    else:
-        settings = validated(CultureParkSettings, explicit_flags(args, CultureParkSettings))
+    settings, resume_dir = settings_to_run(CultureParkSettings, args, "culturepark")
     items, skipped = dialogue_items(settings)
     for culture, q_ids in skipped.items():
         warn(f"{culture}: no valid survey answers to {', '.join('Q' + q for q in q_ids)}; not discussed")
@@ -148,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
     out = settings.out or default_out()
     if resume_dir is None:
         new_run_dir(out)
-    services = ModelServices(
-        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
-    )
+    services = run_services(settings, out)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         assert settings.verifier is not None
@@ -170,14 +159,7 @@ def run(args: argparse.Namespace) -> int:
         generator=generator,
         verifier=OpinionVerifier(verifier_model),
         embedder=embedder,
-        params=ParkParams(
-            mode=settings.mode,
-            style=settings.style,
-            turns=settings.turns,
-            clusters=settings.clusters,
-            temperature=settings.temperature,
-            sample_seed=settings.sample_seed,
-        ),
+        params=ParkParams.of(settings),
     )
     job = CultureParkJob(context, near_duplicate=settings.near_duplicate, skipped=skipped)
     report = execute(
@@ -188,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         resume=resume_dir is not None,
         quiet=args.quiet,
-        resume_command="culturepark",
     )
     if report is None:
         return EXIT_INTERRUPTED

@@ -7,8 +7,8 @@ import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
 
-from commands.augment import add_run_flags
 from commands.common import (
+    add_run_flags,
     add_settings_flags,
     execute,
     explicit_flags,
@@ -16,6 +16,7 @@ from commands.common import (
     read_run_manifest,
     resume_settings,
     run_dir_to_resume,
+    run_services,
     stored_base_url,
     validated,
 )
@@ -72,13 +73,10 @@ def _new_settings(args: argparse.Namespace) -> RejudgeSettings:
 
 def run(args: argparse.Namespace) -> int:
     from agents.judge import create_judge, judge_models
-    from agents.providers.factory import ModelServices
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
-    from commands.common import warn
     from graphs.progress import print_summary
     from graphs.rejudge import RejudgeContext, RejudgeJob, rejudge_items
-    from storage.ledger import LEDGER, CallLedger
     from storage.run_store import RunStore
     from storage.seeds import SeedFileError, load_seeds
 
@@ -99,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"rejudge: the seeds of {settings.source} cannot be read ({exc})") from None
     if resume_dir is None:
         new_run_dir(out)
-    services = ModelServices(
-        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
-    )
+    services = run_services(settings, out)
     try:
         judge = create_judge(settings.judge, settings.threshold, services)
         # Key, endpoint and local models are checked before the output directory is made.
@@ -122,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         resume=resume_dir is not None,
         quiet=True,
-        resume_command="rejudge",
     )
     if report is None:
         return EXIT_INTERRUPTED

@@ -242,7 +242,9 @@ FINAL_CALL_PRIORITY = -1
 
 async def judge_substitutions(state: AugmentState, runtime: Runtime[AugmentContext]) -> dict:
     with call_priority(FINAL_CALL_PRIORITY):
-        verdicts = await runtime.context.judge.judge(state.seed.q_content, [c.text for c in state.substitutions])
+        verdicts = await runtime.context.judge.judge(
+            state.seed.q_content, [c.text for c in state.substitutions]
+        )
     accepted = [
         c._replace(similarity=v.score)
         for c, v in zip(state.substitutions, verdicts, strict=True)
@@ -285,4 +287,3 @@ def build_augment_graph():
 
 
 augment_graph = build_augment_graph()
-

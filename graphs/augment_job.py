@@ -53,6 +53,18 @@ def sample_records(
     ]
 
 
+def stored_samples(store: RunStore, seed_ids: set[str]) -> dict[str, list[ScoredCandidate]]:
+    """The samples.jsonl lines of the given seeds, back as candidates, in file order."""
+    found: dict[str, list[ScoredCandidate]] = {}
+    for record in store.read_records(SAMPLES, SampleRecord):
+        if record.seed_id in seed_ids:
+            candidate = ScoredCandidate(
+                text=record.text, stage=record.stage, base=record.base, similarity=record.similarity
+            )
+            found.setdefault(record.seed_id, []).append(candidate)
+    return found
+
+
 class AugmentJob(ItemJob[Seed, SeedOutcome]):
     command = "augment"
     unit = "seeds"
@@ -98,19 +110,16 @@ class AugmentJob(ItemJob[Seed, SeedOutcome]):
             q_id: SeedOutcome(seed=seed, stats=SeedStats(**record.get("stats", {})))
             for q_id, (seed, record) in done.items()
         }
-        for record in store.read_records(SAMPLES, SampleRecord):
-            if record.seed_id in restored:
-                restored[record.seed_id].samples.append(
-                    ScoredCandidate(
-                        text=record.text, stage=record.stage, base=record.base, similarity=record.similarity
-                    )
-                )
+        for q_id, samples in stored_samples(store, set(restored)).items():
+            restored[q_id].samples = samples
         return restored
 
     async def keep_only(self, store: RunStore, outcomes: Sequence[SeedOutcome]) -> None:
         await store.rewrite_records(SAMPLES, [r for o in outcomes for r in self.records(o)])
         finished = {o.seed.q_id for o in outcomes}
-        await store.rewrite_records(CANDIDATES, [c for c in store.read_candidates() if c["seed_id"] in finished])
+        await store.rewrite_records(
+            CANDIDATES, [c for c in store.read_candidates() if c["seed_id"] in finished]
+        )
 
     async def record(self, store: RunStore, outcome: SeedOutcome) -> None:
         await store.append_records(SAMPLES, self.records(outcome))

@@ -31,6 +31,7 @@ from agents.providers.local_compute import run_local
 from agents.providers.resilience import MalformedResponse, ModelCallFailed, call_priority
 from agents.text import normalize
 from agents.verifier import OpinionVerifier, rewrite_opinion
+from graphs.settings import CultureParkSettings
 from storage.records import Seed
 
 
@@ -48,14 +49,30 @@ class ParkItem:
         return f"{self.culture}/{self.seed.q_id}"
 
 
+def _default(name: str):
+    """The default of a culturepark setting: the graph's parameters take them from the settings model."""
+    return CultureParkSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class ParkParams:
-    mode: Literal["in", "cross"] = "in"
-    style: Literal["guided", "free"] = "guided"
-    turns: int = 7  # lines per speaker
-    clusters: int = 5
-    temperature: float = 0.7
-    sample_seed: int = 0
+    mode: Literal["in", "cross"] = _default("mode")
+    style: Literal["guided", "free"] = _default("style")
+    turns: int = _default("turns")  # lines per speaker
+    clusters: int = _default("clusters")
+    temperature: float = _default("temperature")
+    sample_seed: int = _default("sample_seed")
+
+    @classmethod
+    def of(cls, settings: CultureParkSettings) -> ParkParams:
+        return cls(
+            mode=settings.mode,
+            style=settings.style,
+            turns=settings.turns,
+            clusters=settings.clusters,
+            temperature=settings.temperature,
+            sample_seed=settings.sample_seed,
+        )
 
 
 @dataclass(frozen=True)

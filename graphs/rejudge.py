@@ -21,7 +21,7 @@ from langgraph.runtime import Runtime
 
 from agents.judge import Judge
 from agents.selector import ScoredCandidate, select_samples
-from graphs.augment_job import sample_records
+from graphs.augment_job import sample_records, stored_samples
 from graphs.runner import ItemJob
 from storage.records import SampleRecord, Seed
 from storage.run_store import SAMPLES, RunStore
@@ -133,13 +133,8 @@ class RejudgeJob(ItemJob[RejudgeItem, RejudgeOutcome]):
             key: RejudgeOutcome(item=item, accepted=int(record.get("accepted", 0)))
             for key, (item, record) in done.items()
         }
-        for record in store.read_records(SAMPLES, SampleRecord):
-            if record.seed_id in restored:
-                restored[record.seed_id].samples.append(
-                    ScoredCandidate(
-                        text=record.text, stage=record.stage, base=record.base, similarity=record.similarity
-                    )
-                )
+        for q_id, samples in stored_samples(store, set(restored)).items():
+            restored[q_id].samples = samples
         return restored
 
     async def keep_only(self, store: RunStore, outcomes: Sequence[RejudgeOutcome]) -> None:

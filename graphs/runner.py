@@ -292,8 +292,7 @@ class ManifestBuilder:
             "rate": current["rate"],
             "segments": segments,
             self.job.unit: {
-                self.job.item_id(o.item): {**self.job.item_summary(o), "failure": o.failure}
-                for o in outcomes
+                self.job.item_id(o.item): {**self.job.item_summary(o), "failure": o.failure} for o in outcomes
             },
         }
         if error:
@@ -342,7 +341,9 @@ async def run_items(
     With `resume`, items an earlier process finished are kept and the manifest goes on accounting
     for the run across processes; `warn` hears of a damaged checkpoint file being set aside.
     """
-    manifest = ManifestBuilder(job, settings, services, earlier_segments(store.read_manifest()) if resume else ())
+    manifest = ManifestBuilder(
+        job, settings, services, earlier_segments(store.read_manifest()) if resume else ()
+    )
     outcomes: dict[str, OutcomeT] = job.restore(store, finished_items(job, store, items)) if resume else {}
     manifest.restored = len(outcomes)
     if resume:

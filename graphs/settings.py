@@ -5,9 +5,9 @@ graph parameters, so no knob or default is written out twice."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents.providers.resilience import CallLimits
 from storage.seeds import DEFAULT_SEEDS
@@ -61,6 +61,16 @@ class RunSettings(BaseModel):
         )
 
 
+def _some_judge(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("at least one judge is needed")
+    return value
+
+
+# One or more judge specs; a candidate must pass them all.
+JudgeSpecs = Annotated[list[str], AfterValidator(_some_judge)]
+
+
 def is_local_spec(spec: str) -> bool:
     """Whether a generator spec names an embedded or local GGUF model."""
     return spec == "local" or spec.startswith("local:")
@@ -93,7 +103,7 @@ class AugmentSettings(RunSettings):
         default="local",
         description="Generator model spec: local, local:PATH.gguf, openai:MODEL or google:MODEL.",
     )
-    judge: list[str] = Field(
+    judge: JudgeSpecs = Field(
         default_factory=lambda: ["embed:local"],
         description="Judge spec(s): embed:local, embed:openai:MODEL, embed:google:MODEL, llm:MODEL-SPEC. Repeat to chain judges; a candidate must pass all.",
     )
@@ -148,15 +158,8 @@ class AugmentSettings(RunSettings):
             self.__dict__["strict_meaning"] = local
         return self
 
-    @field_validator("judge")
-    @classmethod
-    def _some_judge(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one judge is needed")
-        return value
-
     def is_local_generator(self) -> bool:
-        return self.generator == "local" or self.generator.startswith("local:")
+        return is_local_spec(self.generator)
 
 
 class RejudgeSettings(RunSettings):
@@ -166,18 +169,11 @@ class RejudgeSettings(RunSettings):
     RESULT_FIELDS: ClassVar[tuple[str, ...]] = ("source", "judge", "threshold", "m")
 
     source: Path = Field(description="The finished augment run whose candidates are judged again.")
-    judge: list[str] = Field(description="Judge spec(s); default: the source run's own.")
+    judge: JudgeSpecs = Field(description="Judge spec(s); default: the source run's own.")
     threshold: float = Field(
         ge=0.0, le=1.0, description="Similarity threshold; default: the source run's own."
     )
     m: int = Field(gt=0, description="Samples to keep per seed; default: the source run's own.")
-
-    @field_validator("judge")
-    @classmethod
-    def _some_judge(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one judge is needed")
-        return value
 
 
 class CultureParkSettings(RunSettings):

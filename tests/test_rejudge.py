@@ -108,3 +108,18 @@ def test_an_unreachable_server_is_one_line_before_the_output_is_made(tmp_path, f
     assert err.startswith(f"error: cannot reach the OpenAI-compatible server at http://127.0.0.1:{port}/v1")
     assert len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_rejudge_runs_on_the_shared_runner_and_resumes_from_its_ledger(tmp_path, finished_run, mock_openai):
+    out = tmp_path / "api"
+    assert rejudge_with_api_judge(finished_run, out, mock_openai.base_url) == 0
+    embedded = len(mock_openai.requests("/embeddings"))
+    samples = (out / "samples.jsonl").read_text()
+    assert embedded and (out / "progress.jsonl").exists() and (out / "ledger.sqlite").exists()
+
+    assert main(["rejudge", "--resume", str(out)]) == 0
+    assert len(mock_openai.requests("/embeddings")) == embedded  # nothing asked again
+    assert (out / "samples.jsonl").read_text() == samples
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == "rejudge" and len(manifest["segments"]) == 2
+    assert manifest["config"]["judge"] == ["embed:openai:mock-embed"]
