@@ -1,4 +1,4 @@
-"""Command line: `python cli.py augment|rejudge|culturepark|build-dataset|train ...`.
+"""Command line: `python cli.py augment|rejudge|culturepark|evaluate|build-dataset|train ...`.
 
 This file only parses and dispatches: each command's wiring lives in its own package (commands/,
 builders/, trainers/). `main(argv) -> int` is what tests call. User errors print one line and return 2,
@@ -24,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from builders.command import add_build_dataset_parser
-    from commands import augment, culturepark, rejudge
+    from commands import augment, culturepark, evaluate, rejudge
     from trainers.command import add_train_parser
 
     parser = OneLineParser(prog="cli.py", description="Culture-aware LLM data generation and fine-tuning.")
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_parser(subparsers)
     rejudge.add_parser(subparsers)
     culturepark.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
     add_build_dataset_parser(subparsers)
     add_train_parser(subparsers)
     return parser

@@ -6,6 +6,8 @@ against it end to end:
 - paraphrase requests get rewrites of the `Sentence:` line ("In my view, ..."),
 - structured requests (`response_format`) get a synonym table or equivalence verdicts, as JSON,
 - embedding requests get hashed bag-of-words vectors,
+- downstream classification requests (`classification_answer`) get one of the listed labels, drawn
+  from the text and the model name, and a refusal 1 time in 20,
 - CulturePark requests, recognised by phrases of their prompts (`culturepark_answer`), get answers
   that let a whole CulturePark run work:
   - a dialogue turn (its system message says "You are taking part in a conversation about this
@@ -399,6 +401,27 @@ def rewrite_answer(user_text: str) -> str:
     return re.sub(r"\b(?:do not|don't)\s+believe", "believe", opinion, flags=re.IGNORECASE)
 
 
+CLASSIFY_MARKER = "Answer with exactly one of these labels:"
+# The share of classification requests a mock model answers with a refusal (an invalid answer).
+REFUSAL_SHARE = 0.05
+REFUSAL = "I'm sorry, I cannot classify this text."
+
+
+def classification_answer(user_text: str, model: str) -> str | None:
+    """A downstream-task request (prompts/classify_v1.jinja): one of its labels, drawn from a hash of
+    the text and the model's name (so two mock models disagree on some items, reproducibly), now and
+    then a refusal; None for any other request."""
+    if CLASSIFY_MARKER not in user_text:
+        return None
+    labels = [label.strip() for label in user_text.split(CLASSIFY_MARKER)[-1].split(". Give")[0].split(",")]
+    labels = [label for label in labels if label]
+    text = user_text.split("Text:", 1)[-1].split(CLASSIFY_MARKER)[0].strip()
+    draw = int(hashlib.sha256(f"{model}\n{text}".encode()).hexdigest(), 16)
+    if not labels or (draw % 1000) / 1000 < REFUSAL_SHARE:
+        return REFUSAL
+    return labels[(draw // 1000) % len(labels)]
+
+
 def culturepark_answer(messages: list[dict[str, Any]], user_text: str) -> str | None:
     """The answer to a CulturePark request, or None when the messages are not one."""
     system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
@@ -695,6 +718,8 @@ class MockOpenAIServer:
                     self._pending_log["fault"] = UNUSABLE
                 elif (park := culturepark_answer(messages, user_text)) is not None:
                     content = park
+                elif (label := classification_answer(user_text, str(body.get("model", "")))) is not None:
+                    content = label
                 elif schema_name == "SynonymTable":
                     content = synonym_answer(user_text)
                 elif schema_name == "EquivalenceVerdicts":

@@ -52,3 +52,12 @@ def render_wvs_prompt(text: str, option: str) -> str:
     """
     messages = template(WVS_PROMPT).render(**_variables(text, parse_option_scale(option)))
     return messages[-1]["content"]
+
+
+def culture_system_prompt(culture: str) -> str:
+    """The system message of a culture, exactly as the fine-tuning examples carry it: evaluation
+    addresses a model the way training addressed it. Rendered from the training template itself (any
+    question will do: the system message does not depend on it), so the two can never drift apart."""
+    return template(WVS_PROMPT).render(
+        culture=culture, **_variables("?", parse_option_scale("1. Yes 2. No"))
+    )[0]["content"]

@@ -192,8 +192,11 @@ def resume_settings(settings: type[S], args: argparse.Namespace, run_dir: Path, 
     given["base_url"] = stored_base_url(
         getattr(stored, "base_url", None), given.get("base_url"), f"--resume {run_dir}"
     )
+    # Compared after validation, so a flag given in another form (a list of dicts for models, 1 for
+    # 1.0) that means the same setting is no change.
+    resumed = validated(settings, {**stored.model_dump(), **given, "out": run_dir})
     for field in getattr(settings, "RESULT_FIELDS", ()):
-        if field in given and given[field] != getattr(stored, field):
+        if field in given and getattr(resumed, field) != getattr(stored, field):
             raise UserError(
                 f"--resume {run_dir}: {flag_of(field)} {given[field]!r} differs from the run's {getattr(stored, field)!r};"
                 " that would change the results, so start a new run with another --out"
@@ -207,8 +210,8 @@ def resume_settings(settings: type[S], args: argparse.Namespace, run_dir: Path, 
             raise UserError(
                 f"--resume {run_dir}: prompt {name} changed since the run started; start a new run"
             )
-    # Validated again: the flags that may change (--rpm, --timeout, ...) get the same checks.
-    return validated(settings, {**stored.model_dump(), **given, "out": run_dir})
+    # The flags that may change (--rpm, --timeout, ...) had the same checks as a new run's.
+    return resumed
 
 
 def settings_to_run(settings: type[S], args: argparse.Namespace, command: str) -> tuple[S, Path | None]:

@@ -263,3 +263,70 @@ class CultureParkSettings(RunSettings):
         if self.verifier is None:
             self.__dict__["verifier"] = f"llm:{self.generator}"
         return self
+
+
+class ModelEntry(BaseModel):
+    """One model of an evaluation: a spec, and a LoRA adapter `train` wrote, for `hf:` models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str
+    adapter: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec if self.adapter is None else f"{self.spec}+{self.adapter}"
+
+
+class EvaluateSettings(RunSettings):
+    """`evaluate`: which models answer which downstream tasks, on how many items, how often."""
+
+    RESULT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "models",
+        "culture",
+        "task",
+        "data_dir",
+        "tasks_file",
+        "limit_per_task",
+        "samples",
+        "temperature",
+        "max_tokens",
+        "max_chars",
+        "sample_seed",
+    )
+
+    models: list[ModelEntry] = Field(
+        default_factory=lambda: [ModelEntry(spec="local")],
+        description="Models side by side (repeat --model; --adapter DIR after an hf: model attaches a LoRA adapter to it).",
+    )
+    culture: str = Field(
+        default="all", description="Culture(s) whose tasks run: one, several separated by commas, or 'all'."
+    )
+    task: list[str] | None = Field(default=None, description="Only these tasks (repeatable), by name.")
+    data_dir: list[Path] = Field(
+        default_factory=list,
+        description="Folder in the CultureLLM data layout (the published data folder), searched before the shipped 9 files (repeatable).",
+    )
+    tasks_file: Path | None = Field(
+        default=None,
+        description="A task registry of your own (the columns of data/downstream/tasks.tsv), added to the shipped one.",
+    )
+    limit_per_task: int | None = Field(
+        default=None,
+        gt=0,
+        description="A stratified sample of N items per task (fixed seed: the same items for every model).",
+    )
+    samples: int = Field(
+        default=1, gt=0, le=20, description="Runs per item; K > 1 reports the mean and sd over runs."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature (0: greedy).")
+    max_tokens: int = Field(default=16, gt=0, le=512, description="Tokens an answer may take.")
+    max_chars: int = Field(default=2000, gt=0, description="Texts longer than this are cut (and counted).")
+    sample_seed: int = Field(default=0, description="Seed of the item sample, the bootstrap and sampling.")
+
+    @field_validator("models")
+    @classmethod
+    def _some_model(cls, value: list[ModelEntry]) -> list[ModelEntry]:
+        if not value:
+            raise ValueError("at least one --model is needed")
+        return value

@@ -138,3 +138,8 @@ class ExtractedOpinions(BaseModel):
         description="Distinct opinions, each a self-contained first-person sentence.",
         max_length=5,
     )
+
+
+CLASSIFY = "classify_v1"
+# The templates an evaluate run may render (and names in its manifest).
+EVALUATE_PROMPTS = (CLASSIFY,)
