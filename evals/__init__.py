@@ -1,0 +1,1 @@
+"""Evaluation on downstream culture tasks: the task registry (`tasks`) and reading task files (`data`)."""
