@@ -15,8 +15,9 @@ Conventions, the same everywhere here:
 - A paired difference resamples the same items for both models, so it measures the models, not luck in
   which items were drawn; it is b - a.
 
-Resampling is done with per-resample class counts from one `np.bincount` over all resamples at once, in
-chunks that keep memory near 16 MB per task whatever its size.
+Resampling builds every resample's confusion matrix with one `np.bincount` over all resamples at once,
+in chunks of about two million cells whatever the task's size; 1000 resamples of 1000 items take about
+20 ms per task and model on one core.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def bootstrap_interval(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    return _quantiles(bootstrap_samples(gold, pred, labels, metric, samples=samples, seed=seed), level)
+    return percentile_interval(
+        bootstrap_samples(gold, pred, labels, metric, samples=samples, seed=seed), level
+    )
 
 
 def paired_difference(
@@ -107,7 +110,7 @@ def paired_difference(
 ) -> tuple[float, float, float]:
     """(metric(b) - metric(a), low, high), both models scored on the same resampled items."""
     a, b = _resampled(gold, [pred_a, pred_b], labels, metric, samples, seed)
-    low, high = _quantiles(b - a, level)
+    low, high = percentile_interval(b - a, level)
     return metric(gold, pred_b, labels) - metric(gold, pred_a, labels), low, high
 
 
@@ -171,7 +174,7 @@ def culture_interval(
         ],
         axis=0,
     )
-    return _quantiles(means, level)
+    return percentile_interval(means, level)
 
 
 def culture_paired_difference(
@@ -193,7 +196,7 @@ def culture_paired_difference(
         ra, rb = _resampled(a.gold, [a.pred, b.pred], a.labels, metric, samples, (seed, i))
         diffs.append(rb - ra)
         points.append(metric(a.gold, b.pred, a.labels) - metric(a.gold, a.pred, a.labels))
-    low, high = _quantiles(np.mean(diffs, axis=0), level)
+    low, high = percentile_interval(np.mean(diffs, axis=0), level)
     return float(np.mean(points)), low, high
 
 
@@ -268,7 +271,8 @@ def _resampled(gold, preds, labels, metric: Metric, samples: int, seed) -> list[
     return out
 
 
-def _quantiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` share of bootstrap values (of one model, or of paired differences)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, not {level}")
     low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
