@@ -155,7 +155,7 @@ def _patterns(labels: tuple[str, ...], meanings: tuple[tuple[str, str], ...]) ->
         if all(w in _FUNCTION_WORDS for w in words):
             whole.append((label, " ".join(words)))
         else:
-            body = r"[\s\-_]+".join(re.escape(w) for w in words)
+            body = r"[\W_]+".join(re.escape(w) for w in words)  # any spacing or punctuation between words
             anywhere.append((label, re.compile(rf"(?<!\w){body}(?!\w)", re.I)))
     return _Patterns(tuple(label_patterns), tuple(anywhere), tuple(whole))
 

@@ -206,6 +206,18 @@ def test_targets_hs1_to_hs6():
     )
 
 
+def test_meanings_match_whatever_punctuation_separates_their_words():
+    labels = ["0", "1"]
+    meanings = {
+        "1": "the text contains direct (not indirect) hostility",
+        "0": "the text does not contain direct (not indirect) hostility",
+    }
+    assert parse_label("The text contains direct (not indirect) hostility.", labels, meanings) == "1"
+    assert parse_label("The text does not contain direct, not indirect, hostility", labels, meanings) == "0"
+    targets = {"HS1": "hate speech by target: race", "NOT_HS": "not hate speech"}
+    assert parse_label("Hate speech by target - race", ["HS1", "NOT_HS"], targets) == "HS1"
+
+
 def test_hof_and_lowercase_fine_grained_labels():
     check(HOF, [("HOF", "HOF"), ("Neither.", "NOT"), ("It is neither", None), ("hate or offensive", "HOF")])
     check(
