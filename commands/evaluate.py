@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,15 @@ def evaluation_data(settings: EvaluateSettings):
         else:
             warn(f"{task.key}: {loaded.path} holds no usable labelled item; skipped")
     if missing:
-        shown = ", ".join(f"{t.key} ({t.path})" for t in missing)
-        warn(f"{len(missing)} task files are in none of {', '.join(map(str, folders))}; skipped: {shown}")
+        if settings.data_dir:
+            shown = ", ".join(t.key for t in missing)
+            warn(f"{len(missing)} task files are in none of {', '.join(map(str, folders))}; skipped: {shown}")
+        else:  # the default offline suite: only the shipped files are expected
+            print(
+                f"note: {len(tasks) - len(missing)} of the {len(tasks)} tasks ship with culture-forge; give --data-dir "
+                f"(the CultureLLM data folder) for the other {len(missing)} (listed in the manifest's missing_tasks)",
+                file=sys.stderr,
+            )
     if not data:
         raise UserError(
             f"no task to run: none of the {len(tasks)} selected tasks has a data file in {', '.join(map(str, folders))}"
@@ -138,13 +146,23 @@ def evaluation_data(settings: EvaluateSettings):
     return tasks, data, missing
 
 
-def run(args: argparse.Namespace) -> int:
-    from evals.scoring import score_and_report
-
-    import prompts
+def open_model(entry, services, seed: int):
+    """The chat model of one --model (with its --adapter, which only hf: models take)."""
     from agents.providers.factory import create_chat_model
+    from agents.providers.specs import SpecError
+
+    if entry.adapter is None:
+        return create_chat_model(entry.spec, services=services, flag="--model", seed=seed)
+    if not entry.spec.startswith("hf:"):
+        raise SpecError(f"--adapter {entry.adapter}: only hf: models take an adapter (--model {entry.spec})")
+    return create_chat_model(entry.spec, services=services, flag="--model", seed=seed, adapter=entry.adapter)
+
+
+def run(args: argparse.Namespace) -> int:
+    import prompts
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
+    from evals.scoring import score_and_report
     from graphs.evaluate import EvalCase, EvalContext, EvalParams
     from graphs.evaluate_job import EvaluateJob
 
@@ -158,16 +176,7 @@ def run(args: argparse.Namespace) -> int:
         new_run_dir(out)
     services = run_services(settings, out)
     try:
-        models = tuple(
-            create_chat_model(
-                entry.spec,
-                services=services,
-                flag="--model",
-                adapter=entry.adapter,
-                seed=settings.sample_seed,
-            )
-            for entry in settings.models
-        )
+        models = tuple(open_model(entry, services, settings.sample_seed) for entry in settings.models)
         asyncio.run(preflight(list(models), [], services))
     except SpecError as exc:
         raise UserError(str(exc)) from None
@@ -223,6 +232,10 @@ def print_results(results: dict[str, Any] | None, out: Path) -> None:
     for name in models:
         table.add_column(name)
     for culture, row in results["cultures"].items():
-        table.add_row(culture, *(row.get(name, "-") for name in models))
+        cells = [row.get(name) for name in models]
+        table.add_row(
+            culture,
+            *(f"{c['macro_f1']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]" if c else "-" for c in cells),
+        )
     Console().print(table)
     print(f"report: {out / 'report.md'}")
