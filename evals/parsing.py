@@ -20,6 +20,8 @@ The rule, in the order it is applied:
      after an optional lead-in, commits to that label, provided the first sentence holds no refusal
      and mentions no other label: "OFF (offensive)" is OFF, "OFF. It would be NOT if ..." is OFF, and
      "NOT OFF" or "OFF or NOT" is invalid. Explanations after the first sentence do not count.
+   - An answer whose lines start with two different labels lists the options ("- NOT: not offensive /
+     - OFF: offensive", the small models' habit) and commits to none: invalid.
    - Otherwise a refusal anywhere ("I cannot classify", "As an AI", "I'm sorry", "not sure") is
      invalid; else one label named after lead-ins is the commitment ("Sure! The answer is OFF."); else
      the answer commits when it mentions exactly one label ("The text is offensive.").
@@ -104,6 +106,9 @@ def parse_label(answer: str, labels: Sequence[str], meanings: Mapping[str, str])
     if not mentions:
         return None
 
+    if len({m.label for m in mentions if m.start in _line_heads(text)}) > 1:
+        return None  # the answer lists labels line by line (it echoes the options): no commitment
+
     head = _skip_decoration(text, 0)
     lead = _LEAD_IN.match(text, head)
     if lead:
@@ -129,6 +134,17 @@ def parse_label(answer: str, labels: Sequence[str], meanings: Mapping[str, str])
 def _clean(answer: str) -> str:
     text = unicodedata.normalize("NFKC", answer).translate(_QUOTES)
     return _BULLET.sub("", _MARKUP.sub("", text)).strip()
+
+
+_LINE_BULLET = re.compile(r"[ \t]*(?:[-*•]|\d+[.)])?[ \t]*")
+
+
+def _line_heads(text: str) -> set[int]:
+    """Where each line's first word starts, after a bullet or a list number ("- ", "2. ")."""
+    heads = set()
+    for start in [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]:
+        heads.add(_skip_decoration(text, _LINE_BULLET.match(text, start).end()))
+    return heads
 
 
 def _skip_decoration(text: str, at: int) -> int:

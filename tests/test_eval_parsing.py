@@ -242,3 +242,11 @@ def test_a_meaning_that_is_only_the_label_name_is_not_matched_as_a_word():
     # The registry falls back to the label itself when a task says nothing about a label.
     assert parse_label("I do not know", ["NOT", "OFF"], {"NOT": "NOT", "OFF": "OFF"}) is None
     assert parse_label("not", ["NOT", "OFF"], {"NOT": "NOT", "OFF": "OFF"}) == "NOT"
+
+
+def test_an_answer_that_echoes_the_label_list_commits_to_nothing():
+    meanings = {"OFF": "offensive", "NOT": "not offensive"}
+    # SmolLM2's habit on the classify prompt: the options repeated, one per line.
+    assert parse_label("- NOT: not offensive\n- OFF: offensive", ["NOT", "OFF"], meanings) is None
+    assert parse_label("OFF\n\nNOT", ["NOT", "OFF"], meanings) is None
+    assert parse_label("- NOT: not offensive", ["NOT", "OFF"], meanings) == "NOT"
