@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals.data import EvalItem, TaskData
-from evals.tasks import Task
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel
 
 import prompts
+from evals.data import TaskData
+from evals.tasks import Task
 from graphs.evaluate import EvalCase, EvalContext, EvalState, evaluate_graph
 from graphs.runner import ItemJob
 from storage.run_store import RunStore
@@ -48,7 +48,7 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
     command = "evaluate"
     unit = "answers"
     prompt_names = prompts.EVALUATE_PROMPTS
-    checkpointed_types = (EvalState, EvalCase, EvalItem)
+    checkpointed = False  # one step: the ledger replays its one call on resume
 
     def __init__(
         self,
