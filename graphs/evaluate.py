@@ -14,9 +14,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from evals.data import EvalItem
-from evals.parsing import parse_label
-from evals.tasks import Task
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -24,6 +21,9 @@ import prompts
 from agents.providers.chat import ResilientChatModel
 from agents.providers.resilience import MalformedResponse, ModelCallFailed
 from builders.prompt import culture_system_prompt
+from evals.data import EvalItem
+from evals.parsing import parse_label
+from evals.tasks import Task
 
 
 @dataclass(frozen=True)
