@@ -126,9 +126,19 @@ def create_chat_model(
     services: ModelServices | None = None,
     flag: str = "--generator",
     seed: int = 0,
+    adapter: Path | None = None,
 ) -> ResilientChatModel:
-    """Resolve `local`, `local:PATH.gguf`, `openai:MODEL` or `google:MODEL` into a resilient chat model."""
+    """Resolve `local`, `local:PATH.gguf`, `openai:MODEL`, `google:MODEL` or `hf:ID_OR_PATH` (or a
+    train output directory) into a resilient chat model.
+
+    `adapter` is a LoRA adapter directory for an `hf:` model (evaluate's --adapter); the model's label,
+    and so its ledger keys, become `SPEC+ADAPTER`, so its answers are never replayed for the bare base.
+    """
     parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec, flag=flag)
+    if adapter is not None and parsed.provider != "hf":
+        raise SpecError(
+            f"--adapter {adapter}: only hf: models take an adapter (it needs the base weights), not {parsed}"
+        )
     services = services or ModelServices(limits=limits or CallLimits())
     timeout = services.limits.timeout_s
     common = {
@@ -142,6 +152,15 @@ def create_chat_model(
         # One llama.cpp context serves one call at a time.
         return ResilientChatModel(
             str(parsed), chat, structured_args=_local_structured, seeded=True, parallelism=1, **common
+        )
+    if parsed.provider == "hf":
+        from agents.providers.hf_chat import HFChat, hf_structured, resolve_hf_model
+
+        chat = HFChat.from_plan(resolve_hf_model(parsed.model, adapter, flag=flag), seed=seed)
+        label = str(parsed) if adapter is None else f"{parsed}+{adapter}"
+        # Calls in flight become one generate batch: let the runner keep a batch's worth in flight.
+        return ResilientChatModel(
+            label, chat, structured_args=hf_structured, seeded=True, parallelism=chat.max_batch, **common
         )
     if parsed.provider == "openai":
         from agents.providers.openai_lean import LeanChatOpenAI

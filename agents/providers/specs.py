@@ -1,12 +1,15 @@
-"""Model and judge spec strings: `local`, `openai:MODEL`, `google:MODEL`; `embed:...`, `llm:...`."""
+"""Model and judge spec strings: `local`, `openai:MODEL`, `google:MODEL`, `hf:ID_OR_PATH`; `embed:...`, `llm:...`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-Provider = Literal["local", "openai", "google"]
-PROVIDERS: tuple[Provider, ...] = ("local", "openai", "google")
+Provider = Literal["local", "openai", "google", "hf"]
+PROVIDERS: tuple[Provider, ...] = ("local", "openai", "google", "hf")
+# What `train` leaves in its output directory; such a directory is a model spec by itself (an hf: model).
+TRAIN_SUMMARY = "summary.json"
 
 
 class SpecError(ValueError):
@@ -27,10 +30,14 @@ def parse_model_spec(text: str, *, flag: str = "--generator") -> ModelSpec:
     provider, _, model = raw.partition(":")
     if provider == "local":
         return ModelSpec("local", model.strip())
-    if provider in ("openai", "google") and model.strip():
+    if provider in ("openai", "google", "hf") and model.strip():
         return ModelSpec(provider, model.strip())  # type: ignore[arg-type]
+    if raw and (Path(raw).expanduser() / TRAIN_SUMMARY).is_file():
+        # A train output directory names its base model and adapter in its summary (see hf_chat).
+        return ModelSpec("hf", raw)
     raise SpecError(
-        f"{flag}: unknown model spec '{text}' (expected local, local:PATH.gguf, openai:MODEL or google:MODEL)"
+        f"{flag}: unknown model spec '{text}' (expected local, local:PATH.gguf, openai:MODEL, google:MODEL, "
+        "hf:ID_OR_PATH or a train output directory)"
     )
 
 
