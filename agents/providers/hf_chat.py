@@ -394,27 +394,30 @@ def _row_by_row_cache(loaded: LoadedModel, prefix: list[int], own: list[list[int
     if prefix:
         _read(loaded, prefix, base)
     shared = _layers_of(base) if prefix else None
-    width = max(len(o) for o in own)
+    width, n = max(len(o) for o in own), len(prefix)
     per_row = []
     for tokens in own:
         cache = _cache_of(shared)  # the update concatenates: the shared tensors are never written
         if len(tokens) > 1:
             _read(loaded, tokens[:-1], cache)
-        per_row.append(_layers_of(cache) if (prefix or len(tokens) > 1) else None)
+        per_row.append(_layers_of(cache))
     stacked = []
-    for layer in range(loaded.model.config.num_hidden_layers):
+    for layer in range(len(per_row[0])):
         keys, values = [], []
         for tokens, layers in zip(own, per_row, strict=True):
-            gap = width - len(tokens)
-            for part, out in zip(layers[layer] if layers else (None, None), (keys, values), strict=True):
-                if part is None:  # a one-token row without prefix has nothing cached
-                    reference = next(r[layer][0] for r in per_row if r is not None)
-                    part = reference.new_zeros(*reference.shape[:2], 0, reference.shape[-1])
-                filler = part.new_zeros(*part.shape[:2], gap, part.shape[-1])
-                n = len(prefix)
+            for part, out in zip(layers[layer], (keys, values), strict=True):
+                filler = part.new_zeros(*part.shape[:2], width - len(tokens), part.shape[-1])
                 out.append(torch.cat([part[:, :, :n], filler, part[:, :, n:]], dim=2))
         stacked.append((torch.cat(keys), torch.cat(values)))
     return _cache_of(stacked)
+
+
+def _plain_layers(config) -> bool:
+    """Whether every layer keeps all past keys (no sliding windows): the only caches built here."""
+    sliding = any("sliding" in str(kind) for kind in getattr(config, "layer_types", None) or ())
+    return not sliding and (
+        getattr(config, "sliding_window", None) is None or not getattr(config, "use_sliding_window", True)
+    )
 
 
 def generate_batch(loaded: LoadedModel, requests: list[_Request]) -> list[_Answer]:
@@ -426,10 +429,11 @@ def generate_batch(loaded: LoadedModel, requests: list[_Request]) -> list[_Answe
     exactly its own prompt, at the positions it would have alone.
 
     How the prompts are read depends on the device. On a GPU the rows are read side by side, padding
-    included. On 2 CPU cores reading prompts is compute-bound (a 130-token classification prompt
-    takes ~0.37 s, an answer token ~0.06 s): side by side saves nothing there and the padding costs
-    extra (a batch of 16 prompts of 43 to 230 own tokens was 45 % padding), so each row's own tokens
-    are read alone, and only the decoding steps, which are overhead-bound, run as a batch.
+    included. On 2 CPU cores (SmolLM2-135M, fp32) reading a prompt is compute-bound at ~1.6 ms a
+    token, while each decoding step costs ~65 ms whatever the batch (it reads all 540 MB of weights):
+    reading prompts side by side saves little and the padding costs extra (a batch of 16 prompts of
+    43 to 230 own tokens was 45 % padding), so each row's own tokens are read alone, and the decoding
+    steps, where batching pays, run as a batch.
     """
     import torch
     from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
@@ -460,9 +464,11 @@ def generate_batch(loaded: LoadedModel, requests: list[_Request]) -> list[_Answe
     sampled = any(r.sampled for r in requests)
     total = shared + width
     with torch.inference_mode():
-        if loaded.device.type == "cpu" and len(requests) > 1:
+        plain = _plain_layers(loaded.model.config)
+        something_to_cache = bool(prefix) or all(len(o) > 1 for o in own)
+        if plain and loaded.device.type == "cpu" and len(own) > 1 and something_to_cache:
             cache = {_cache_argument(loaded.model): _row_by_row_cache(loaded, prefix, own)}
-        elif shared:
+        elif plain and shared:
             cache = {_cache_argument(loaded.model): _shared_prefix_cache(loaded, prefix, len(requests))}
         else:
             cache = {}
@@ -499,9 +505,10 @@ class HFChat(BaseChatModel):
     adapter: str | None = Field(default=None, description="A peft (LoRA) adapter directory on top of base.")
     max_batch: int = Field(default=16, gt=0, description="Most requests answered by one generate call.")
     gather_s: float = Field(
-        default=0.05,
+        default=0.2,
         ge=0.0,
-        description="How long a batch smaller than the previous one waits for the callers it just answered.",
+        description="How long a batch smaller than the previous one waits for the callers it just answered "
+        "(they come back through the runner, the gate and LangChain: ~3 ms each, more on busy cores).",
     )
     max_tokens: int = 384
     temperature: float | None = None  # None or 0: greedy
