@@ -18,11 +18,11 @@ from typing import Protocol
 import numpy as np
 
 import prompts
+from agents.json_answers import MalformedOutput, load_json_answer
 from agents.providers.chat import ResilientChatModel
 from agents.providers.embedders import Embedder
 from agents.providers.factory import ModelServices, create_chat_model, create_embedder
 from agents.providers.specs import parse_judge_spec
-from agents.json_answers import MalformedOutput, load_json_answer
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,7 @@ def create_judge(
         if parsed.kind == "embed":
             judges.append(EmbeddingJudge(create_embedder(parsed.model, services, flag=flag), threshold))
         else:
-            judges.append(
-                LLMEquivalenceJudge(create_chat_model(parsed.model, services=services, flag=flag))
-            )
+            judges.append(LLMEquivalenceJudge(create_chat_model(parsed.model, services=services, flag=flag)))
     return judges[0] if len(judges) == 1 else JudgePanel(judges)
 
 

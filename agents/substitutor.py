@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 import prompts
-from agents.providers.chat import AnswerSchema, answer_schema
 from agents.json_answers import MalformedOutput, load_json_answer
+from agents.providers.chat import AnswerSchema, answer_schema
 from agents.text import FRAME_WORDS, FUNCTION_WORDS, KEY_WORDS, LIGHT_VERBS, normalize
 
 if TYPE_CHECKING:

@@ -87,12 +87,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="A LoRA adapter written by train, for the hf: --model just before it.",
     )
+    p.add_argument(
+        "--export-lm-eval",
+        type=Path,
+        metavar="DIR",
+        help="Write the selected tasks (same items, prompt, parser and macro-F1) as lm-evaluation-harness 0.4 "
+        "task files in DIR, one group per culture, and stop; no model is run.",
+    )
     add_settings_flags(p, EvaluateSettings, FLAGS)
     add_run_flags(p, "evaluate")
     p.set_defaults(handler=run)
 
 
-def evaluation_data(settings: EvaluateSettings):
+def evaluation_data(
+    settings: EvaluateSettings, *, missing_listed_in: str = " (listed in the manifest's missing_tasks)"
+):
     """(tasks, data, missing): the selected tasks, the loaded data of those whose file is present, and
     the tasks whose file is in none of the data folders."""
     from evals.data import load_task, stratified_sample
@@ -136,7 +145,7 @@ def evaluation_data(settings: EvaluateSettings):
         else:  # the default offline suite: only the shipped files are expected
             print(
                 f"note: {len(tasks) - len(missing)} of the {len(tasks)} tasks ship with culture-forge; give --data-dir "
-                f"(the CultureLLM data folder) for the other {len(missing)} (listed in the manifest's missing_tasks)",
+                f"(the CultureLLM data folder) for the other {len(missing)}{missing_listed_in}",
                 file=sys.stderr,
             )
     if not data:
@@ -179,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "models", None) is None:
         args.models = None  # the settings' default model
     settings, resume_dir = settings_to_run(EvaluateSettings, args, "evaluate")
+    if args.export_lm_eval is not None:
+        if resume_dir is not None:
+            raise UserError("--export-lm-eval writes task files and runs nothing: it does not take --resume")
+        return export_lm_eval(settings, args.export_lm_eval, quiet=args.quiet)
     _, data, missing = evaluation_data(settings)
     check_prompts(prompts.EVALUATE_PROMPTS)
     out = settings.out or default_out()
@@ -229,6 +242,29 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_results(job.results, out)
     return 0 if report.status == "completed" else 1
+
+
+def export_lm_eval(settings: EvaluateSettings, out_dir: Path, *, quiet: bool) -> int:
+    """--export-lm-eval DIR: the selected tasks as lm-eval task files (evaluate's sampled items)."""
+    from evals.lm_eval_export import LmEvalExportError, write_lm_eval_tasks
+
+    _, data, _ = evaluation_data(settings, missing_listed_in="")
+    try:
+        written = write_lm_eval_tasks(
+            data, out_dir, max_tokens=settings.max_tokens, temperature=settings.temperature
+        )
+    except LmEvalExportError as exc:
+        raise UserError(f"--export-lm-eval {out_dir}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--export-lm-eval {out_dir}: cannot write there: {exc}") from None
+    if not quiet:
+        groups = [p.stem for p in written[len(data) :]]  # the task YAMLs come first, then the groups
+        print(
+            f"wrote {len(data)} lm-eval tasks and {len(groups)} culture groups to {out_dir}; run them with\n"
+            f"  lm_eval --include_path {out_dir} --tasks {','.join(groups)} --apply_chat_template "
+            "--model local-chat-completions --model_args model=NAME,base_url=http://HOST/v1/chat/completions"
+        )
+    return 0
 
 
 def print_results(results: dict[str, Any] | None, out: Path) -> None:

@@ -49,6 +49,7 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
     unit = "answers"
     prompt_names = prompts.EVALUATE_PROMPTS
     checkpointed = False  # one step: the ledger replays its one call on resume
+    lists_items = False  # predictions.jsonl has every answer
 
     def __init__(
         self,

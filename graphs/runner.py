@@ -87,6 +87,10 @@ class ItemJob(ABC, Generic[ItemT, OutcomeT]):
     # What a checkpoint of the graph may hold besides builtins, and which records it stores as rows.
     checkpointed_types: tuple[type, ...] = ()
     checkpointed_rows: tuple[type, ...] = ()
+    # Whether the manifest lists every item. A job with tens of thousands of small items (evaluate's
+    # answers) keeps its items in its own output and lists only the failed ones: the manifest is
+    # rewritten at every snapshot, and a list that size would make each snapshot a large write.
+    lists_items: bool = True
     # Whether items run as checkpointed threads. A one-step graph gains nothing from checkpoints (its
     # one call is replayed from the ledger on resume) and they cost ~1 ms of the loop per item.
     checkpointed: bool = True
@@ -295,10 +299,15 @@ class ManifestBuilder:
             # Rates do not add up over processes: this is the latest one's (each segment has its own).
             "rate": current["rate"],
             "segments": segments,
-            self.job.unit: {
-                self.job.item_id(o.item): {**self.job.item_summary(o), "failure": o.failure} for o in outcomes
-            },
         }
+        if self.job.lists_items:
+            manifest[self.job.unit] = {
+                self.job.item_id(o.item): {**self.job.item_summary(o), "failure": o.failure} for o in outcomes
+            }
+        else:
+            manifest[f"failed_{self.job.unit}"] = {
+                self.job.item_id(o.item): o.failure for o in outcomes if o.failure
+            }
         if error:
             manifest["error"] = error
         return manifest

@@ -31,3 +31,19 @@ def mock_openai(no_provider_env):
 def mock_augment_args(server, *flags: str) -> list[str]:
     """`cli.py augment` arguments for the mock server's generator (quiet), followed by `flags`."""
     return ["augment", "--quiet", "--generator", "openai:mock-model", "--base-url", server.base_url, *flags]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A real `train` output directory: a 2-step LoRA fine-tune of the embedded SmolLM2 on the Arabic
+    WVS seed examples (built by build-dataset). Session-wide: evaluate's tests and README's evaluate
+    command share the one training run (~40 s on 2 cores)."""
+    from cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    dataset, train = root / "dataset", root / "train"
+    assert main(["build-dataset", "--culture", "Arabic", "--out", str(dataset)]) == 0
+    args = ["train", "--base-model", "local", "--data", str(dataset), "--max-steps", "2"]
+    assert main([*args, "--output-dir", str(train)]) == 0
+    assert (train / "adapter" / "adapter_config.json").exists()
+    return train

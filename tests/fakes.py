@@ -10,9 +10,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
+from agents.judge import Verdict
 from agents.providers.chat import ResilientChatModel
 from agents.providers.factory import ModelServices, _openai_structured
-from agents.judge import Verdict
 from agents.providers.resilience import CallLimits
 
 Responder = Callable[[list[BaseMessage], dict[str, Any]], str | BaseException]

@@ -95,12 +95,20 @@ def test_candidate_lists_are_stored_as_rows_and_come_back_as_the_same_records():
     from graphs.state import CHECKPOINTED_ROWS, CHECKPOINTED_TYPES, JudgedCandidate, SeedStats
     from storage.checkpoints import RowsSerializer
 
-    kept = [ScoredCandidate(f"Men are better leaders {i}", "synonym", "Men lead better", 0.9) for i in range(30)]
+    kept = [
+        ScoredCandidate(f"Men are better leaders {i}", "synonym", "Men lead better", 0.9) for i in range(30)
+    ]
     judged = [JudgedCandidate(c.text, c.stage, c.base, c.similarity, i % 2 == 0) for i, c in enumerate(kept)]
     checkpoint = {
         "v": 4,
         "id": "1",
-        "channel_values": {"seed": SEED, "variants": kept, "judged": judged, "stats": SeedStats(), "seen": ["a"]},
+        "channel_values": {
+            "seed": SEED,
+            "variants": kept,
+            "judged": judged,
+            "stats": SeedStats(),
+            "seen": ["a"],
+        },
     }
     rows = RowsSerializer(CHECKPOINTED_ROWS, allowed_msgpack_modules=list(CHECKPOINTED_TYPES))
     plain = JsonPlusSerializer(allowed_msgpack_modules=list(CHECKPOINTED_TYPES))

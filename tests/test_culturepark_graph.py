@@ -205,7 +205,9 @@ async def test_a_dialogue_stopped_mid_way_continues_at_the_line_where_it_stopped
     assert report.status == "completed"
     resumed = second.dialogue_calls[4:]
     assert len(resumed) == 2  # only lines 5 and 6 were asked again
-    assert sum(m.type != "system" for m in resumed[0]) == 5  # the request to open, then the four lines before it
+    assert (
+        sum(m.type != "system" for m in resumed[0]) == 5
+    )  # the request to open, then the four lines before it
     dialogue = json.loads((out / "dialogues.jsonl").read_text().splitlines()[0])
     assert [t["text"].split(":")[0] for t in dialogue["turns"]] == [f"Line {i}" for i in range(1, 7)]
 

@@ -13,7 +13,8 @@ name: `tmp` (this test's directory), `mock` (bench/mock_openai_server.py), `fine
 (tests/fake_openai_finetune_server.py), `key` (the key both servers accept), `run` (a small augment
 run made first, standing for runs/X), `built` (such a run that README's build-dataset command has
 turned into dataset-ar), `cp` (a small culturepark run, standing for runs/cp-ar and runs/cp-all),
-`job` (a fine-tuning job on the imitation server), `hostfile`.
+`job` (a fine-tuning job on the imitation server), `evalrun` (a small evaluate run, standing for
+runs/eval-local), `trained` (a real 2-step LoRA run, standing for runs/X/train), `hostfile`.
 """
 
 from __future__ import annotations
@@ -160,6 +161,28 @@ def culturepark_dataset(ctx: dict[str, str]) -> None:
     assert arabic and all(any(o["opinion"] in a for a in answers) for o in arabic)
 
 
+def evaluated(out: str, cultures: set[str], models: int, per_task: int) -> Callable[[dict[str, str]], None]:
+    def check(ctx: dict[str, str]) -> None:
+        run = Path(out.format(**ctx))
+        results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+        assert {row["culture"] for row in results["cultures"]} == cultures, results["cultures"]
+        assert len(results["models"]) == models and all(row["n"] == per_task for row in results["tasks"])
+        # Every model answered the same items.
+        predictions = json_lines(run / "predictions.jsonl")
+        items = [sorted(p["item_id"] for p in predictions if p["column"] == c) for c in range(models)]
+        assert all(answered == items[0] for answered in items) and items[0], items
+        assert (run / "culture_macro_f1.png").stat().st_size > 0
+        assert (run / "culture_radar.png").is_file() == (len(cultures) >= 3)  # a radar needs 3 axes
+
+    return check
+
+
+def evaluate_resumed(ctx: dict[str, str]) -> None:
+    manifest = json.loads((Path(ctx["evalrun"]) / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "completed" and len(manifest["segments"]) == 2
+    assert manifest["segments"][1]["llm_calls"] == 0  # nothing answered was asked again
+
+
 # The mock server stands in for the OpenAI API: the SDK finds its key and address in the environment.
 MOCK_OPENAI = (("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{mock}"))
 
@@ -259,7 +282,10 @@ ENTRIES: tuple[Entry, ...] = (
         name="culturepark-build-dataset",
         readme="python cli.py build-dataset --culture Arabic --culturepark runs/cp-ar --format openai "
         "--out runs/cp-ar/dataset",
-        replace=(("--culturepark runs/cp-ar ", "--culturepark {cp} "), ("runs/cp-ar/dataset", "{cp}/dataset")),
+        replace=(
+            ("--culturepark runs/cp-ar ", "--culturepark {cp} "),
+            ("runs/cp-ar/dataset", "{cp}/dataset"),
+        ),
         outputs=("{cp}/dataset/train.jsonl",),
         check=culturepark_dataset,
     ),
@@ -332,6 +358,81 @@ ENTRIES: tuple[Entry, ...] = (
         stdout=("ft:gpt-4o-mini-2024-07-18:org-test:",),
         stderr=("following job {job}",),
         check=job_succeeded("{tmp}/follow"),
+    ),
+    Entry(
+        name="evaluate-embedded",
+        readme="python cli.py evaluate --limit-per-task 20 --out runs/eval-local",
+        replace=(
+            ("--limit-per-task 20", "--limit-per-task 2 --culture German,English"),
+            ("runs/eval-local", "{tmp}/ev"),
+        ),
+        outputs=("{tmp}/ev/report.md", "{tmp}/ev/manifest.json"),
+        stdout=("macro-F1 per culture",),
+        check=evaluated("{tmp}/ev", {"German", "English"}, models=1, per_task=2),
+        slow=True,
+    ),
+    Entry(
+        name="evaluate-hf-adapter",
+        readme="python cli.py evaluate --model local --model hf:local --adapter runs/X/train/adapter --culture Arabic",
+        replace=(("runs/X/train/adapter", "{trained}/adapter"),),
+        extra=("--limit-per-task", "2", "--max-tokens", "4", "--out", "{tmp}/ev"),
+        check=evaluated("{tmp}/ev", {"Arabic"}, models=2, per_task=2),
+        slow=True,
+    ),
+    Entry(
+        name="evaluate-train-output",
+        readme="python cli.py evaluate --model runs/X/train --culture Arabic",
+        replace=(("runs/X/train", "{trained}"),),
+        extra=("--limit-per-task", "2", "--max-tokens", "4", "--out", "{tmp}/ev"),
+        check=evaluated("{tmp}/ev", {"Arabic"}, models=1, per_task=2),
+        slow=True,
+    ),
+    Entry(
+        name="evaluate-openai",
+        readme="python cli.py evaluate --model openai:gpt-4o-mini --model openai:ft:gpt-4o-mini:org::abc --culture all "
+        "--data-dir ~/CultureLLM/data --limit-per-task 300 --concurrency 32 --rpm 3000",
+        # An empty folder stands for the CultureLLM data: its 52 missing files are listed and skipped.
+        replace=(("~/CultureLLM/data", "{tmp}"), ("--limit-per-task 300", "--limit-per-task 2")),
+        extra=("--out", "{tmp}/ev"),
+        env=MOCK_OPENAI,
+        stderr=("52 task files are in none of",),
+        served=("gpt-4o-mini", "ft:gpt-4o-mini:org::abc"),
+        check=evaluated(
+            "{tmp}/ev",
+            {
+                "Arabic",
+                "Bengali",
+                "Chinese",
+                "English",
+                "German",
+                "Korean",
+                "Portuguese",
+                "Spanish",
+                "Turkish",
+            },
+            models=2,
+            per_task=2,
+        ),
+    ),
+    Entry(
+        name="evaluate-resume",
+        readme="python cli.py evaluate --resume runs/eval-local",
+        replace=(("runs/eval-local", "{evalrun}"),),
+        env=MOCK_OPENAI,
+        check=evaluate_resumed,
+    ),
+    Entry(
+        name="evaluate-export-lm-eval",
+        readme="python cli.py evaluate --export-lm-eval runs/lm-eval-tasks --limit-per-task 300",
+        replace=(("runs/lm-eval-tasks", "{tmp}/lm"), ("--limit-per-task 300", "--limit-per-task 2")),
+        outputs=(
+            "{tmp}/lm/cultureforge_german.yaml",
+            "{tmp}/lm/cultureforge_german_offensive_detect_eval.yaml",
+            "{tmp}/lm/data/cultureforge_german_offensive_detect_eval.jsonl",
+            "{tmp}/lm/README.md",
+        ),
+        stdout=("lm_eval --include_path {tmp}/lm",),
+        absent=("{tmp}/lm/manifest.json",),
     ),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}
@@ -466,6 +567,40 @@ def job(finetune_server, built) -> str:
     train = Path(built) / "dataset-ar" / "train.jsonl"
     uploaded = client.files.create(file=(train.name, train.read_bytes()), purpose="fine-tune")
     return client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=uploaded.id).id
+
+
+@pytest.fixture(scope="module")
+def evaluate_run(tmp_path_factory, mock_server) -> Path:
+    """runs/eval-local: German's shipped task, 3 items, answered by the mock server."""
+    out = tmp_path_factory.mktemp("evaluate") / "eval"
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "evaluate", "--quiet", "--model", "openai:mock-a", "--culture", "German"]
+        + ["--limit-per-task", "3", "--out", str(out)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_BASE_URL": mock_server.base_url,
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture
+def evalrun(evaluate_run, tmp_path) -> str:
+    """A copy of the evaluate run for one test to resume."""
+    return str(shutil.copytree(evaluate_run, tmp_path / "eval"))
+
+
+@pytest.fixture
+def trained(trained_run) -> str:
+    """runs/X/train: a real 2-step LoRA run of the embedded model (tests/conftest.py)."""
+    return str(trained_run)
 
 
 @pytest.fixture

@@ -87,8 +87,9 @@ def test_rerunning_a_finished_run_keeps_its_record(finished_run, mock_openai):
     manifest = json.loads((finished_run / "manifest.json").read_text())
     assert manifest["started_at"] == record["started_at"]
     assert manifest["counts"]["llm_calls"] == record["counts"]["llm_calls"] == chat_requests(mock_openai)
-    assert manifest["usage_by_step"]["paraphrase"]["input_tokens"] == (
-        record["usage_by_step"]["paraphrase"]["input_tokens"]
+    assert (
+        manifest["usage_by_step"]["paraphrase"]["input_tokens"]
+        == (record["usage_by_step"]["paraphrase"]["input_tokens"])
     )
     assert manifest["segments"][0] == record["segments"][0]
     assert manifest["segments"][1]["llm_calls"] == 0 and manifest["segments"][1]["status"] == "completed"

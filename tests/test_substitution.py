@@ -175,4 +175,6 @@ def test_the_narrowed_schema_compiles_to_a_llama_cpp_grammar_that_only_allows_it
 
     grammar = json_schema_to_gbnf(json.dumps(synonym_schema("Men elect capable leaders", 3).json_schema))
     word_rule = next(line for line in grammar.splitlines() if line.startswith("WordSynonyms-word ::="))
-    assert word_rule == 'WordSynonyms-word ::= "\\"Men\\"" | "\\"elect\\"" | "\\"capable\\"" | "\\"leaders\\""'
+    assert (
+        word_rule == 'WordSynonyms-word ::= "\\"Men\\"" | "\\"elect\\"" | "\\"capable\\"" | "\\"leaders\\""'
+    )

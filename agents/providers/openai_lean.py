@@ -140,7 +140,9 @@ class LeanOpenAIEmbeddings(_DirectHttp, OpenAIEmbeddings):
             answer = await _post(
                 self, client, "/embeddings", {**body, "input": texts[start : start + self.chunk_size]}
             )
-            rows.extend(_vector(item["embedding"]) for item in sorted(answer["data"], key=lambda d: d["index"]))
+            rows.extend(
+                _vector(item["embedding"]) for item in sorted(answer["data"], key=lambda d: d["index"])
+            )
         return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     async def aembed_documents(

@@ -9,6 +9,7 @@ from agents.providers.chat import ResilientChatModel
 from agents.providers.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
 from agents.providers.endpoints import has_credentials, redact_url, redact_urls
 from agents.providers.factory import OPENAI_KEY_ENV, ModelServices, openai_endpoint
+from agents.providers.hf_chat import HFChat
 from agents.providers.local_llm import LocalLlamaChat, _load_llama
 from agents.providers.specs import SpecError
 
@@ -53,6 +54,8 @@ async def preflight(
                 await asyncio.to_thread(_load_llama, chat.model_path, chat.n_ctx, chat.n_threads)
             except Exception as exc:  # llama.cpp raises ValueError for any unloadable file
                 raise SpecError(f"cannot load local model {chat.model_path}: {exc}") from None
+        elif isinstance(model.chat, HFChat):
+            await model.chat.aload()  # raises SpecError in one line for a bad model or adapter
         elif model.spec.startswith("openai:"):
             needs_openai = True
     for embedder in embedders:
