@@ -29,8 +29,6 @@ LRSchedule = Literal[
 ]
 
 
-
-
 class TrainConfig(BaseModel):
     # inf and nan pass every bound check (inf > 0) and then train forever or into nan losses.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
