@@ -159,7 +159,8 @@ def _patterns(labels: tuple[str, ...], meanings: tuple[tuple[str, str], ...]) ->
     for label in labels:
         if not label.strip():
             continue
-        before = r"(?<![A-Za-z0-9_])" if label[0].isascii() else r"(?<!\w)"
+        # "2.5" is a number, not the label 5 (nor, below, the label 2)
+        before = (r"(?<![A-Za-z0-9_])" if label[0].isascii() else r"(?<!\w)") + r"(?<!\d[.,])"
         after = r"(?![A-Za-z0-9_])" if label[-1].isascii() else r"(?!\w)"
         # "0.5" is a number, not the label 0
         label_patterns.append((label, re.compile(before + re.escape(label) + after + r"(?![.,]\d)", re.I)))
@@ -204,8 +205,9 @@ def _mentions(text: str, patterns: _Patterns, lead_in_ends: set[int]) -> list[_M
 
 
 def _stands_alone(text: str, start: int, end: int) -> bool:
-    before = text[:start].rstrip()
-    after = text[end:].lstrip()
+    # Spaces and tabs are skipped, but a line break is a boundary: "0\nBecause ..." stands alone.
+    before = text[:start].rstrip(" \t")
+    after = text[end:].lstrip(" \t")
     return (not before or not before[-1].isalnum()) and (not after or not after[0].isalnum())
 
 

@@ -170,6 +170,10 @@ def test_numeric_labels_count_only_where_a_number_is_the_answer():
             ("The text contains threat.", "1"),
             ("The text does not contain threat.", "0"),
             ("0.5", None),
+            ("1.0", None),  # a number, neither label: not 1, and not the 0 after the point
+            ("It scores 0.1 on my scale", None),
+            ("1\nBecause the text threatens the reader.", "1"),  # a line break ends the answer's token
+            ("0\n\nExplanation: no threat here", "0"),
             ("There are 2 threats in 1 sentence", None),
             ("0 or 1", None),
             ("1 0", None),
