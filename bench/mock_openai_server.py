@@ -422,6 +422,32 @@ def classification_answer(user_text: str, model: str) -> str | None:
     return labels[(draw // 1000) % len(labels)]
 
 
+SURVEY_MARKER = "Answer with the number of one option only."
+# A 1-10 scale names only its ends: "Answer with one whole number from 1 to 10 only."
+_SURVEY_RANGE = re.compile(r"Answer with one whole number from (\d+) to (\d+) only\.")
+_SURVEY_OPTION = re.compile(r"^(\d{1,2})\. \S", re.MULTILINE)
+# The share of survey requests answered with something that names no option.
+SURVEY_UNPARSABLE_SHARE = 0.05
+SURVEY_UNPARSABLE = "It depends on the person."
+
+
+def survey_answer(user_text: str, model: str, seed: object) -> str | None:
+    """A survey question (WVS seeds, VSM 2013 items): one of its numbered options, drawn from a hash of
+    the question, the model's name and the request's seed (so K sampled answers differ, reproducibly),
+    now and then an answer that names no option; None for any other request."""
+    scale = _SURVEY_RANGE.search(user_text)
+    if SURVEY_MARKER not in user_text and scale is None:
+        return None
+    if scale is not None:
+        options = [str(code) for code in range(int(scale[1]), int(scale[2]) + 1)]
+    else:
+        options = _SURVEY_OPTION.findall(user_text)
+    draw = int(hashlib.sha256(f"{model}\n{seed}\n{user_text}".encode()).hexdigest(), 16)
+    if not options or (draw % 1000) / 1000 < SURVEY_UNPARSABLE_SHARE:
+        return SURVEY_UNPARSABLE
+    return options[(draw // 1000) % len(options)]
+
+
 def culturepark_answer(messages: list[dict[str, Any]], user_text: str) -> str | None:
     """The answer to a CulturePark request, or None when the messages are not one."""
     system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
@@ -720,6 +746,10 @@ class MockOpenAIServer:
                     content = park
                 elif (label := classification_answer(user_text, str(body.get("model", "")))) is not None:
                     content = label
+                elif (
+                    option := survey_answer(user_text, str(body.get("model", "")), body.get("seed"))
+                ) is not None:
+                    content = option
                 elif schema_name == "SynonymTable":
                     content = synonym_answer(user_text)
                 elif schema_name == "EquivalenceVerdicts":

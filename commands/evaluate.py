@@ -23,6 +23,7 @@ from commands.errors import EXIT_INTERRUPTED, UserError
 from graphs.settings import EvaluateSettings
 
 FLAGS = (
+    "suite",
     "culture",
     "task",
     "data_dir",
@@ -33,6 +34,13 @@ FLAGS = (
     "max_tokens",
     "max_chars",
     "sample_seed",
+    "distribution",
+    "questions",
+    "validation_of",
+    "answers_dir",
+    "cultures_file",
+    "hofstede_countries",
+    "weak",
     "out",
     "base_url",
     "concurrency",
@@ -93,6 +101,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="Write the selected tasks (same items, prompt, parser and macro-F1) as lm-evaluation-harness 0.4 "
         "task files in DIR, one group per culture, and stop; no model is run.",
+    )
+    p.add_argument(
+        "--split",
+        nargs=2,
+        metavar=("validation", "DIR"),
+        help="wvs: --split validation DIR is --validation-of DIR (the questions build-dataset held out in DIR).",
     )
     add_settings_flags(p, EvaluateSettings, FLAGS)
     add_run_flags(p, "evaluate")
@@ -187,7 +201,22 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "models", None) is None:
         args.models = None  # the settings' default model
+    if getattr(args, "split", None):
+        split, directory = args.split
+        if split != "validation":
+            raise UserError(
+                f"--split {split}: only the validation split can be evaluated (--split validation DIR)"
+            )
+        args.validation_of = Path(directory)
     settings, resume_dir = settings_to_run(EvaluateSettings, args, "evaluate")
+    if settings.suite != "downstream":
+        if args.export_lm_eval is not None:
+            raise UserError(
+                "--export-lm-eval exports the downstream tasks; it does not take --suite " + settings.suite
+            )
+        from commands.survey import run_survey
+
+        return run_survey(settings, resume_dir, quiet=args.quiet)
     if args.export_lm_eval is not None:
         if resume_dir is not None:
             raise UserError("--export-lm-eval writes task files and runs nothing: it does not take --resume")

@@ -293,8 +293,21 @@ class EvaluateSettings(RunSettings):
         "max_tokens",
         "max_chars",
         "sample_seed",
+        "suite",
+        "questions",
+        "validation_of",
+        "answers_dir",
+        "cultures_file",
+        "hofstede_countries",
+        "distribution",
     )
 
+    suite: Literal["downstream", "wvs", "hofstede"] = Field(
+        default="downstream",
+        description="What is measured: downstream (the culture classification tasks), wvs (answers to the WVS "
+        "seed questions against the culture's survey answers) or hofstede (the VSM 2013 indices against the "
+        "culture's countries' scores).",
+    )
     models: list[ModelEntry] = Field(
         default_factory=lambda: [ModelEntry(spec="local")],
         description="Models side by side (repeat --model; --adapter DIR after an hf: model attaches a LoRA adapter to it).",
@@ -323,6 +336,31 @@ class EvaluateSettings(RunSettings):
     max_tokens: int = Field(default=16, gt=0, le=512, description="Tokens an answer may take.")
     max_chars: int = Field(default=2000, gt=0, description="Texts longer than this are cut (and counted).")
     sample_seed: int = Field(default=0, description="Seed of the item sample, the bootstrap and sampling.")
+    distribution: Literal["auto", "probabilities", "samples"] = Field(
+        default="auto",
+        description="wvs/hofstede: how a model's answer distribution is read: option probabilities (hf: and local "
+        "models), --samples answers at --temperature, or auto (probabilities where the model gives them).",
+    )
+    questions: Path | None = Field(
+        default=None, description="wvs: only these questions (a file of Q ids, one a line, or a seeds file)."
+    )
+    validation_of: Path | None = Field(
+        default=None,
+        description="wvs: only the questions a build-dataset output directory held out for validation.",
+    )
+    answers_dir: list[Path] = Field(
+        default_factory=list,
+        description="wvs: extra directory of <ISO3>.csv WVS answer files, searched before the shipped ones.",
+    )
+    cultures_file: Path | None = Field(
+        default=None,
+        description='wvs: JSON {"Culture": ["ISO3", ...]} adding to or replacing shipped cultures.',
+    )
+    hofstede_countries: Path | None = Field(
+        default=None,
+        description="hofstede: your own culture -> country map (the form of data/hofstede/culture_countries.json).",
+    )
+    weak: int = Field(default=10, ge=0, description="wvs: questions per culture written to weak_questions/.")
 
     @field_validator("models")
     @classmethod

@@ -143,3 +143,6 @@ class ExtractedOpinions(BaseModel):
 CLASSIFY = "classify_v1"
 # The templates an evaluate run may render (and names in its manifest).
 EVALUATE_PROMPTS = (CLASSIFY,)
+# `evaluate --suite wvs` asks build-dataset's own question prompt; `--suite hofstede` the VSM 2013 items.
+WVS_SURVEY_PROMPTS = ("wvs_question_v1",)
+HOFSTEDE_PROMPTS = ("vsm_item_v1",)

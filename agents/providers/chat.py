@@ -147,10 +147,16 @@ class ResilientChatModel:
             args = dict(request)
             if answer is not None:
                 args.update(self._structured_args(answer, index))
-            if self._seeded:
+            sampled = bool(temperature) and temperature > 0
+            if self._seeded or (sampled and self.spec.startswith("openai:")):
                 # Local sampling is deterministic per seed: vary it so a retry is a new draw.
+                # OpenAI-compatible servers take a seed too (best effort), which makes the K draws
+                # of `--samples K` distinct requests, reproducibly.
                 args["seed"] = sample_seed * 1000 + index
-            key = call_key(self.spec, messages, args, index) if self.ledger is not None else ""
+            keyed = args if "seed" in args or not sampled else {**args, "draw": sample_seed}
+            # A sampled draw is its own call: without the draw in the key, the ledger would hand
+            # draws 2..K the answer of draw 1.
+            key = call_key(self.spec, messages, keyed, index) if self.ledger is not None else ""
             entry = self.ledger.get(key) if self.ledger is not None else None
             if entry is None:
                 entry = await self._ask(lc_messages, args, limit, usage)

@@ -1,0 +1,122 @@
+"""One model's answer to one survey question, as a (one-step) LangGraph state machine.
+
+    answer -> END
+
+The survey suites of `evaluate` (`wvs`: the WVS seed questions; `hofstede`: the VSM 2013 items) ask a
+model, as the culture's chatbot, a question whose answer is one option number. A model's answer
+distribution is read one of two ways:
+- option probabilities (`hf:` and `local` models): the probability that the whole answer is each
+  option, from the model's own token probabilities, in one case per (model, question);
+- samples: `--samples K` answers at `--temperature`, each parsed into an option or into nothing
+  (unparsable: counted, never given an off-scale value), one case per sample.
+Running it on the shared runner gives the survey suites the gate, retries, ledger, resume and manifest.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+import prompts
+from agents.providers.chat import ResilientChatModel
+from agents.providers.resilience import MalformedResponse, ModelCallFailed
+
+PROBABILITIES = -1  # the sample number of a case answered by option probabilities
+
+
+@dataclass(frozen=True)
+class SurveyQuestion:
+    """A question as a model is asked it: the messages, its option codes and how an answer is read."""
+
+    suite: str  # "wvs" or "hofstede"
+    culture: str
+    question: str  # "Q27", "vsm07"
+    messages: tuple[prompts.Message, ...]
+    options: tuple[int, ...]
+    parse: Callable[[str], int | None]
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}/{self.culture}/{self.question}"
+
+
+@dataclass(frozen=True)
+class SurveyCase:
+    model: int  # the model's column
+    question: str  # SurveyQuestion.key
+    sample: int = PROBABILITIES
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.question}/{self.sample}"
+
+
+@dataclass(frozen=True)
+class SurveyParams:
+    temperature: float = 0.0
+    max_tokens: int = 16
+    sample_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    models: tuple[ResilientChatModel, ...]
+    questions: dict[str, SurveyQuestion]  # by SurveyQuestion.key
+    params: SurveyParams = SurveyParams()
+
+
+@dataclass
+class SurveyState:
+    case: SurveyCase
+    raw: str | None = None
+    code: int | None = None
+    probabilities: dict[int, float] | None = None
+    answered: bool = False
+
+
+def gives_probabilities(model: ResilientChatModel) -> bool:
+    """Whether the model computes option probabilities itself (the local backends do)."""
+    return callable(getattr(model.chat, "option_probabilities", None))
+
+
+async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
+    ctx = runtime.context
+    case = state.case
+    question = ctx.questions[case.question]
+    model = ctx.models[case.model]
+    if case.sample == PROBABILITIES:
+        by_text = await model.chat.option_probabilities(
+            [dict(m) for m in question.messages], [str(code) for code in question.options]
+        )
+        probabilities = {int(code): float(p) for code, p in by_text.items()}
+        top = max(sorted(probabilities), key=lambda code: probabilities[code])  # ties: the lowest code
+        return {"raw": "", "code": top, "probabilities": probabilities, "answered": True}
+    try:
+        completion = await model.generate(
+            list(question.messages),
+            step="survey",
+            temperature=ctx.params.temperature,
+            max_tokens=ctx.params.max_tokens,
+            # Each sample of each question draws its own, repeatable seed.
+            sample_seed=(zlib.crc32(case.key.encode()) + ctx.params.sample_seed) % (2**31),
+        )
+    except ModelCallFailed as exc:
+        if isinstance(exc.__cause__, MalformedResponse):  # nothing but empty answers: unparsable
+            return {"raw": "", "code": None, "answered": True}
+        raise
+    return {"raw": completion.text, "code": question.parse(completion.text), "answered": True}
+
+
+def build_survey_graph():
+    graph = StateGraph(SurveyState, context_schema=SurveyContext)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    return graph.compile()
+
+
+survey_graph = build_survey_graph()
