@@ -434,6 +434,27 @@ ENTRIES: tuple[Entry, ...] = (
         stdout=("lm_eval --include_path {tmp}/lm",),
         absent=("{tmp}/lm/manifest.json",),
     ),
+    Entry(
+        name="evaluate-wvs",
+        readme="python cli.py evaluate --suite wvs --model openai:gpt-4o-mini --culture Arabic --samples 10 "
+        "--temperature 1",
+        replace=(("--samples 10", "--samples 2"),),
+        extra=("--out", "{tmp}/wvs"),
+        env=MOCK_OPENAI,
+        served=("gpt-4o-mini",),
+        outputs=("{tmp}/wvs/answers.jsonl", "{tmp}/wvs/report.md", "{tmp}/wvs/weak_questions/Arabic.jsonl"),
+        stderr=("Arabic: 2 question(s) its countries never asked are skipped: Q36, Q226",),
+    ),
+    Entry(
+        name="evaluate-hofstede",
+        readme="python cli.py evaluate --suite hofstede --model openai:gpt-4o-mini --samples 10 --temperature 1",
+        replace=(("--samples 10", "--samples 2"),),
+        extra=("--out", "{tmp}/hofstede"),
+        env=MOCK_OPENAI,
+        served=("gpt-4o-mini",),
+        outputs=("{tmp}/hofstede/results.json", "{tmp}/hofstede/hofstede_dimensions.png"),
+        stdout=("report: {tmp}/hofstede/report.md",),
+    ),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 
