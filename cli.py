@@ -24,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from builders.command import add_build_dataset_parser
-    from commands import augment, culturepark, evaluate, rejudge
+    from commands import augment, culturepark, evaluate, pipeline, rejudge
     from trainers.command import add_train_parser
 
     parser = OneLineParser(prog="cli.py", description="Culture-aware LLM data generation and fine-tuning.")
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(subparsers)
     add_build_dataset_parser(subparsers)
     add_train_parser(subparsers)
+    pipeline.add_parser(subparsers)
     return parser
 
 
