@@ -121,10 +121,10 @@ def seeds_finished(out: Path) -> int:
     return len(progress.read_text().splitlines()) if progress.exists() else 0
 
 
-def recorded_calls(out: Path) -> int:
-    """The calls the running process has recorded in its latest manifest snapshot."""
+def recorded(out: Path, field: str) -> int:
+    """A count the running process has recorded in its latest manifest snapshot (llm_calls, items_finished)."""
     try:
-        return manifest_of(out)["segments"][-1]["llm_calls"]
+        return manifest_of(out)["segments"][-1][field]
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
 
@@ -136,7 +136,9 @@ def test_a_killed_process_keeps_its_segment(tmp_path, slow_server, sig, status):
     out = tmp_path / "run"
     process = start_process(slow_server, out)
     if sig == signal.SIGKILL:  # nothing runs after a kill -9: its last snapshot is its record
-        wait_until(lambda: recorded_calls(out) > 0 and seeds_finished(out) >= 1, process)
+        # The snapshot itself must hold the finished seed: progress.jsonl is written at once, the
+        # snapshot a moment later, and a busy machine can stretch that moment past the kill.
+        wait_until(lambda: recorded(out, "llm_calls") > 0 and recorded(out, "items_finished") >= 1, process)
     else:
         wait_until(lambda: seeds_finished(out) >= 1, process)
     process.send_signal(sig)
