@@ -14,7 +14,7 @@ name: `tmp` (this test's directory), `mock` (bench/mock_openai_server.py), `fine
 run made first, standing for runs/X), `built` (such a run that README's build-dataset command has
 turned into dataset-ar), `cp` (a small culturepark run, standing for runs/cp-ar and runs/cp-all),
 `job` (a fine-tuning job on the imitation server), `evalrun` (a small evaluate run, standing for
-runs/eval-local), `trained` (a real 2-step LoRA run, standing for runs/X/train), `hostfile`.
+runs/eval-local), `pipeline` (a pipeline stopped after its dataset, standing for runs/pipeline-ar), `trained` (a real 2-step LoRA run, standing for runs/X/train), `hostfile`.
 """
 
 from __future__ import annotations
@@ -455,6 +455,41 @@ ENTRIES: tuple[Entry, ...] = (
         outputs=("{tmp}/hofstede/results.json", "{tmp}/hofstede/hofstede_dimensions.png"),
         stdout=("report: {tmp}/hofstede/report.md",),
     ),
+    Entry(
+        name="pipeline-embedded",
+        readme="python cli.py pipeline --culture Arabic --limit 5 --max-steps 20 --out runs/pipeline-ar",
+        # Augment and build-dataset on the embedded models here; tests/test_pipeline.py's slow test runs
+        # the same flags through train and both evaluations.
+        replace=(("--limit 5 --max-steps 20", "--limit 1 --max-steps 2"), ("runs/pipeline-ar", "{tmp}/p")),
+        extra=("--stop-after", "dataset"),
+        outputs=("{tmp}/p/augment/manifest.json", "{tmp}/p/dataset/train.jsonl", "{tmp}/p/report.md"),
+        absent=("{tmp}/p/train",),
+        slow=True,
+    ),
+    Entry(
+        name="pipeline-openai",
+        readme="python cli.py pipeline --culture Arabic --generator openai:gpt-4o-mini --judge "
+        "embed:openai:text-embedding-3-small --backend openai --base-model gpt-4o-mini-2024-07-18 --limit 5",
+        replace=(("--limit 5", "--limit 1 --limit-per-task 2 --samples 2"),),
+        extra=("--openai-base-url", "{finetune}", "--poll-interval", "0.05", "--out", "{tmp}/p"),
+        env=MOCK_OPENAI,
+        served=("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        outputs=(
+            "{tmp}/p/train/openai_job.json",
+            "{tmp}/p/eval-wvs/results.json",
+            "{tmp}/p/eval-hofstede/results.json",
+            "{tmp}/p/eval-downstream/results.json",
+            "{tmp}/p/report.md",
+        ),
+    ),
+    Entry(
+        name="pipeline-resume",
+        readme="python cli.py pipeline --resume runs/pipeline-ar",
+        replace=(("runs/pipeline-ar", "{pipeline}"),),
+        extra=("--openai-base-url", "{finetune}", "--poll-interval", "0.05"),
+        env=MOCK_OPENAI,
+        outputs=("{pipeline}/eval-downstream/results.json", "{pipeline}/report.md"),
+    ),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 
@@ -622,6 +657,31 @@ def evalrun(evaluate_run, tmp_path) -> str:
 def trained(trained_run) -> str:
     """runs/X/train: a real 2-step LoRA run of the embedded model (tests/conftest.py)."""
     return str(trained_run)
+
+
+@pytest.fixture
+def pipeline(tmp_path, mock_server, finetune_server) -> str:
+    """runs/pipeline-ar stopped after its dataset: augment through the mock server, the rest to do."""
+    out = tmp_path / "pipeline"
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "pipeline", "--quiet", "--culture", "Arabic", "--limit", "1"]
+        + ["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed", "--backend", "openai"]
+        + ["--base-model", "gpt-4o-mini-2024-07-18", "--limit-per-task", "2", "--samples", "2"]
+        + ["--openai-base-url", finetune_server.base_url, "--stop-after", "dataset", "--out", str(out)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_BASE_URL": mock_server.base_url,
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "dataset" / "train.jsonl").exists() and not (out / "train").exists()
+    return str(out)
 
 
 @pytest.fixture
