@@ -4,20 +4,17 @@ from the predictions, so a resumed run scores exactly what one uninterrupted run
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel
 
 import prompts
 from evals.data import TaskData
 from evals.tasks import Task
+from graphs.answer_job import AnswerJob
 from graphs.evaluate import EvalCase, EvalContext, EvalState, evaluate_graph
-from graphs.runner import ItemJob
-from storage.run_store import RunStore
 
 PREDICTIONS = "predictions.jsonl"
 
@@ -44,12 +41,11 @@ class EvalOutcome:
     failure: str | None = None
 
 
-class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
-    command = "evaluate"
-    unit = "answers"
+class EvaluateJob(AnswerJob[EvalCase, EvalOutcome, PredictionRecord]):
     prompt_names = prompts.EVALUATE_PROMPTS
-    checkpointed = False  # one step: the ledger replays its one call on resume
-    lists_items = False  # predictions.jsonl has every answer
+    records_file = PREDICTIONS
+    record_type = PredictionRecord
+    compiled_graph = evaluate_graph
 
     def __init__(
         self,
@@ -60,28 +56,13 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
         missing: Sequence[Task],
         report: Any,
     ) -> None:
-        self._context = context
+        super().__init__(context, report=report)
         self.model_names = list(model_names)
         self.data = list(data)
         self.missing = list(missing)
-        self._report = report  # (outcomes, job) -> awaitable that writes results, report and plots
-        self.results: dict[str, Any] | None = None
-
-    @property
-    def context(self) -> EvalContext:
-        return self._context
-
-    def item_id(self, item: EvalCase) -> str:
-        return item.key
-
-    def graph(self, checkpointer: BaseCheckpointSaver | None) -> Any:
-        return evaluate_graph if checkpointer is None else evaluate_graph.copy({"checkpointer": checkpointer})
 
     def graph_input(self, item: EvalCase) -> EvalState:
         return EvalState(case=item)
-
-    def finished(self, values: dict[str, Any]) -> bool:
-        return bool(values.get("answered"))
 
     def outcome(self, item: EvalCase, values: dict[str, Any]) -> EvalOutcome:
         return EvalOutcome(item=item, raw=values["raw"] or "", label=values["label"])
@@ -89,7 +70,7 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
     def failed(self, item: EvalCase, reason: str) -> EvalOutcome:
         return EvalOutcome(item=item, failure=reason)
 
-    def prediction(self, outcome: EvalOutcome) -> PredictionRecord:
+    def record_of(self, outcome: EvalOutcome) -> PredictionRecord:
         case = outcome.item
         return PredictionRecord(
             model=self.model_names[case.model],
@@ -103,39 +84,14 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
             label=outcome.label,
         )
 
-    def restore(self, store: RunStore, done: dict[str, tuple[EvalCase, dict]]) -> dict[str, EvalOutcome]:
-        by_key = {
-            f"{r.column}/{r.task}/{r.item_id}/{r.sample}": r
-            for r in store.read_records(PREDICTIONS, PredictionRecord)
-        }
-        restored = {}
-        for key, (case, _) in done.items():
-            record = by_key.get(key)
-            if record is not None:  # a prediction torn by a kill is asked again (from the ledger)
-                restored[key] = EvalOutcome(item=case, raw=record.raw, label=record.label)
-        return restored
+    def record_key(self, record: PredictionRecord) -> str:
+        return f"{record.column}/{record.task}/{record.item_id}/{record.sample}"
 
-    async def keep_only(self, store: RunStore, outcomes: Sequence[EvalOutcome]) -> None:
-        await store.rewrite_records(PREDICTIONS, [self.prediction(o) for o in outcomes])
-
-    async def record(self, store: RunStore, outcome: EvalOutcome) -> None:
-        if not outcome.failure:
-            await store.append_records(PREDICTIONS, [self.prediction(outcome)])
-
-    async def finish(self, store: RunStore, outcomes: Sequence[EvalOutcome]) -> None:
-        answered = [o for o in outcomes if not o.failure]
-        await store.rewrite_records(PREDICTIONS, [self.prediction(o) for o in answered])
-        self.results = await asyncio.to_thread(self._report, answered, self, store.root)
-
-    def progress_fields(self, outcome: EvalOutcome) -> dict[str, Any]:
-        return {}
+    def outcome_of(self, case: EvalCase, record: PredictionRecord) -> EvalOutcome:
+        return EvalOutcome(item=case, raw=record.raw, label=record.label)
 
     def kept(self, outcome: EvalOutcome) -> int:
         return int(outcome.label is not None)
-
-    def slots(self, concurrency: int) -> int:
-        parallel = [m.parallelism or concurrency for m in self._context.models]
-        return min(concurrency, max(parallel))
 
     def item_summary(self, outcome: EvalOutcome) -> dict[str, Any]:
         return {"label": outcome.label}
@@ -169,6 +125,3 @@ class EvaluateJob(ItemJob[EvalCase, EvalOutcome]):
             "counts": {"answers": total, "answered": len(answered), "by_model": per_model},
             "results": self.results,
         }
-
-    async def close(self) -> None:
-        await asyncio.gather(*(m.aclose() for m in self._context.models), return_exceptions=True)
