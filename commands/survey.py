@@ -112,8 +112,8 @@ def survey_cases(questions, models, settings: EvaluateSettings) -> list[Any]:
 
     cases = []
     for index, (model, entry) in enumerate(zip(models, settings.models, strict=True)):
-        probabilities = settings.distribution != "samples" and gives_probabilities(model)
-        if settings.distribution == "probabilities" and not probabilities:
+        probabilities = settings.distribution == "probabilities"
+        if probabilities and not gives_probabilities(model):
             raise UserError(
                 f"--distribution probabilities: --model {entry.name} gives no option probabilities "
                 "(hf: and local models do); use --distribution samples --samples K --temperature T"

@@ -336,10 +336,11 @@ class EvaluateSettings(RunSettings):
     max_tokens: int = Field(default=16, gt=0, le=512, description="Tokens an answer may take.")
     max_chars: int = Field(default=2000, gt=0, description="Texts longer than this are cut (and counted).")
     sample_seed: int = Field(default=0, description="Seed of the item sample, the bootstrap and sampling.")
-    distribution: Literal["auto", "probabilities", "samples"] = Field(
-        default="auto",
-        description="wvs/hofstede: how a model's answer distribution is read: option probabilities (hf: and local "
-        "models), --samples answers at --temperature, or auto (probabilities where the model gives them).",
+    distribution: Literal["samples", "probabilities"] = Field(
+        default="samples",
+        description="wvs/hofstede: how a model's answer distribution is read: the options named by --samples "
+        "answers at --temperature, or (hf: and local models) the probability that the answer is each option's "
+        "number alone.",
     )
     questions: Path | None = Field(
         default=None, description="wvs: only these questions (a file of Q ids, one a line, or a seeds file)."

@@ -172,3 +172,27 @@ def test_a_broken_questions_file_names_its_line(tmp_path, mock_openai, capsys):
     assert evaluate(mock_openai, tmp_path / "run", "--suite", "wvs", "--questions", str(bad)) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "2" in err
+
+
+@pytest.mark.slow
+def test_option_probabilities_of_hf_local_are_one_distribution_per_question(tmp_path, questions_file):
+    out = tmp_path / "wvs"
+    flags = [
+        "--suite",
+        "wvs",
+        "--model",
+        "hf:local",
+        "--culture",
+        "Arabic",
+        "--questions",
+        str(questions_file),
+    ]
+    assert main(["evaluate", "--quiet", *flags, "--distribution", "probabilities", "--out", str(out)]) == 0
+    answers = lines(out / "answers.jsonl")
+    assert len(answers) == 3 and all(a["sample"] == -1 for a in answers)  # one reading per question
+    for answer in answers:
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0)
+        top = max(sorted(answer["probabilities"], key=int), key=lambda c: answer["probabilities"][c])
+        assert answer["code"] == int(top)
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["cultures"][0]["scored"] == 3
