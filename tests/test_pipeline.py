@@ -172,27 +172,38 @@ def test_a_pipeline_stopped_after_the_dataset_resumes_without_redoing_finished_s
 
 
 def test_ctrl_c_inside_an_evaluation_leaves_it_to_be_resumed_with_its_own_resume(
-    no_provider_env, finetune, tmp_path, capsys
+    no_provider_env, finetune, tmp_path, capsys, request
 ):
     no_provider_env.setenv("OPENAI_API_KEY", FAKE_KEY)
+    # Ctrl-C as a terminal sends it to a Python process with its default handler: some library an
+    # earlier test loaded in this process may have replaced that handler (the CI run ignored the
+    # signal once), so the test puts the default back for its own duration.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     out = tmp_path / "p"
     progress = out / "eval-hofstede" / "progress.jsonl"
 
+    fired: list[float] = []
+
     def interrupt_once_answers_arrive() -> None:
-        deadline = time.monotonic() + 60
+        # The stages before it take a while on a fresh clone (first imports compile): wait long.
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if progress.is_file() and progress.stat().st_size > 0:
+                fired.append(time.monotonic())
                 os.kill(os.getpid(), signal.SIGINT)
                 return
             time.sleep(0.005)
 
-    # Slow answers and 2 calls in flight: the suite's 96 answers take seconds, so Ctrl-C lands mid-run.
-    with MockOpenAIServer(ServerConfig(api_key=FAKE_KEY, latency_s=0.05)) as mock:
+    # Slow answers and 2 calls in flight: the suite's 96 answers take ~10 s, so Ctrl-C lands mid-run.
+    with MockOpenAIServer(ServerConfig(api_key=FAKE_KEY, latency_s=0.2)) as mock:
         args = loopback_args(mock, finetune, out, "--suite", "hofstede", "--concurrency", "2")
         watcher = threading.Thread(target=interrupt_once_answers_arrive, daemon=True)
         watcher.start()
-        assert main(args) == EXIT_INTERRUPTED
+        code = main(args)
         watcher.join()
+        assert fired, "the watcher never saw the evaluation's first answer"
+        assert code == EXIT_INTERRUPTED, f"Ctrl-C sent {fired[0]:.2f} (monotonic) was not taken: exit {code}"
         assert "interrupted; continue with: python cli.py pipeline --resume" in capsys.readouterr().err
         record = read(out / RECORD)
         assert record["status"] == "interrupted"
