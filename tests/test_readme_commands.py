@@ -549,21 +549,34 @@ def tmp(tmp_path) -> str:
     return str(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def augment_run(tmp_path_factory, mock_server) -> Path:
-    """runs/X: two seeds augmented through the mock server (its generator and its embeddings)."""
-    out = tmp_path_factory.mktemp("augment") / "X"
+def run_against_mock(mock_server, *args: str) -> None:
+    """A fixture's own `python cli.py ...` run, with the mock server as the OpenAI API; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, "cli.py", "augment", "--quiet", "--limit", "2", "--out", str(out)]
-        + ["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed"]
-        + ["--base-url", mock_server.base_url],
+        [sys.executable, "cli.py", *args],
         cwd=ROOT,
-        env={**os.environ, "OPENAI_API_KEY": FAKE_KEY, "HF_HUB_OFFLINE": "1"},
+        env={
+            **os.environ,
+            "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_BASE_URL": mock_server.base_url,
+            "HF_HUB_OFFLINE": "1",
+        },
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def augment_run(tmp_path_factory, mock_server) -> Path:
+    """runs/X: two seeds augmented through the mock server (its generator and its embeddings)."""
+    out = tmp_path_factory.mktemp("augment") / "X"
+    run_against_mock(
+        mock_server,
+        *["augment", "--quiet", "--limit", "2", "--out", str(out)],
+        *["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed"],
+        *["--base-url", mock_server.base_url],
+    )
     assert json_lines(out / "samples.jsonl"), "the augment run kept no sample to build from"
     return out
 
@@ -579,22 +592,12 @@ def culturepark_run(tmp_path_factory, mock_server) -> Path:
     """runs/cp-all and runs/cp-ar: Arabic and German in cross mode, one seed, one line each, through the
     mock server (speakers, verifier and embeddings)."""
     out = tmp_path_factory.mktemp("culturepark") / "cp"
-    proc = subprocess.run(
-        [sys.executable, "cli.py", "culturepark", "--quiet", "--culture", "Arabic,German", "--mode", "cross"]
-        + ["--limit", "1", "--turns", "2", "--generator", "openai:mock-model", "--out", str(out)]
-        + ["--verifier", "llm:openai:mock-model", "--embedder", "embed:openai:mock-embed"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "OPENAI_API_KEY": FAKE_KEY,
-            "OPENAI_BASE_URL": mock_server.base_url,
-            "HF_HUB_OFFLINE": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
+    run_against_mock(
+        mock_server,
+        *["culturepark", "--quiet", "--culture", "Arabic,German", "--mode", "cross"],
+        *["--limit", "1", "--turns", "2", "--generator", "openai:mock-model", "--out", str(out)],
+        *["--verifier", "llm:openai:mock-model", "--embedder", "embed:openai:mock-embed"],
     )
-    assert proc.returncode == 0, proc.stderr
     assert json_lines(out / "opinions.jsonl"), "the culturepark run kept no opinion to build from"
     return out
 
@@ -629,21 +632,11 @@ def job(finetune_server, built) -> str:
 def evaluate_run(tmp_path_factory, mock_server) -> Path:
     """runs/eval-local: German's shipped task, 3 items, answered by the mock server."""
     out = tmp_path_factory.mktemp("evaluate") / "eval"
-    proc = subprocess.run(
-        [sys.executable, "cli.py", "evaluate", "--quiet", "--model", "openai:mock-a", "--culture", "German"]
-        + ["--limit-per-task", "3", "--out", str(out)],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "OPENAI_API_KEY": FAKE_KEY,
-            "OPENAI_BASE_URL": mock_server.base_url,
-            "HF_HUB_OFFLINE": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
+    run_against_mock(
+        mock_server,
+        *["evaluate", "--quiet", "--model", "openai:mock-a", "--culture", "German"],
+        *["--limit-per-task", "3", "--out", str(out)],
     )
-    assert proc.returncode == 0, proc.stderr
     return out
 
 
@@ -663,23 +656,13 @@ def trained(trained_run) -> str:
 def pipeline(tmp_path, mock_server, finetune_server) -> str:
     """runs/pipeline-ar stopped after its dataset: augment through the mock server, the rest to do."""
     out = tmp_path / "pipeline"
-    proc = subprocess.run(
-        [sys.executable, "cli.py", "pipeline", "--quiet", "--culture", "Arabic", "--limit", "1"]
-        + ["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed", "--backend", "openai"]
-        + ["--base-model", "gpt-4o-mini-2024-07-18", "--limit-per-task", "2", "--samples", "2"]
-        + ["--openai-base-url", finetune_server.base_url, "--stop-after", "dataset", "--out", str(out)],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "OPENAI_API_KEY": FAKE_KEY,
-            "OPENAI_BASE_URL": mock_server.base_url,
-            "HF_HUB_OFFLINE": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
+    run_against_mock(
+        mock_server,
+        *["pipeline", "--quiet", "--culture", "Arabic", "--limit", "1"],
+        *["--generator", "openai:mock-model", "--judge", "embed:openai:mock-embed", "--backend", "openai"],
+        *["--base-model", "gpt-4o-mini-2024-07-18", "--limit-per-task", "2", "--samples", "2"],
+        *["--openai-base-url", finetune_server.base_url, "--stop-after", "dataset", "--out", str(out)],
     )
-    assert proc.returncode == 0, proc.stderr
     assert (out / "dataset" / "train.jsonl").exists() and not (out / "train").exists()
     return str(out)
 
