@@ -133,7 +133,8 @@ def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bo
     from agents.providers.specs import SpecError
     from commands.evaluate import open_model, warm_up_plotting
     from evals.survey_report import score_and_report_survey
-    from graphs.survey import SurveyContext, SurveyParams
+    from graphs.evaluate import EvalParams
+    from graphs.survey import SurveyContext
     from graphs.survey_job import SurveyJob
 
     if settings.suite == "wvs":
@@ -168,7 +169,7 @@ def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bo
     context = SurveyContext(
         models=models,
         questions={q.key: q for q in questions},
-        params=SurveyParams(
+        params=EvalParams(
             temperature=settings.temperature, max_tokens=settings.max_tokens, sample_seed=settings.sample_seed
         ),
     )

@@ -41,9 +41,16 @@ class EvalCase:
 
 @dataclass(frozen=True)
 class EvalParams:
+    """How evaluate's models are asked (downstream tasks and survey suites alike)."""
+
     temperature: float = 0.0
     max_tokens: int = 16
     sample_seed: int = 0
+
+    def seed_of(self, case_key: str) -> int:
+        """A case's own sampling seed: greedy answers repeat anyway; sampled ones differ per case (item,
+        question, sample) and repeat across runs."""
+        return (zlib.crc32(case_key.encode()) + self.sample_seed) % (2**31)
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,7 @@ async def answer(state: EvalState, runtime: Runtime[EvalContext]) -> dict:
             step="classify",
             temperature=ctx.params.temperature,
             max_tokens=ctx.params.max_tokens,
-            # Greedy answers repeat anyway; sampled ones differ per item and repeat, reproducibly.
-            sample_seed=(zlib.crc32(case.key.encode()) + ctx.params.sample_seed) % (2**31),
+            sample_seed=ctx.params.seed_of(case.key),
         )
     except ModelCallFailed as exc:
         if isinstance(exc.__cause__, MalformedResponse):  # nothing but empty answers: invalid

@@ -14,7 +14,6 @@ Running it on the shared runner gives the survey suites the gate, retries, ledge
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from langgraph.runtime import Runtime
 import prompts
 from agents.providers.chat import ResilientChatModel
 from agents.providers.resilience import MalformedResponse, ModelCallFailed
+from graphs.evaluate import EvalParams
 
 PROBABILITIES = -1  # the sample number of a case answered by option probabilities
 
@@ -56,17 +56,10 @@ class SurveyCase:
 
 
 @dataclass(frozen=True)
-class SurveyParams:
-    temperature: float = 0.0
-    max_tokens: int = 16
-    sample_seed: int = 0
-
-
-@dataclass(frozen=True)
 class SurveyContext:
     models: tuple[ResilientChatModel, ...]
     questions: dict[str, SurveyQuestion]  # by SurveyQuestion.key
-    params: SurveyParams = SurveyParams()
+    params: EvalParams = EvalParams()
 
 
 @dataclass
@@ -101,8 +94,7 @@ async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
             step="survey",
             temperature=ctx.params.temperature,
             max_tokens=ctx.params.max_tokens,
-            # Each sample of each question draws its own, repeatable seed.
-            sample_seed=(zlib.crc32(case.key.encode()) + ctx.params.sample_seed) % (2**31),
+            sample_seed=ctx.params.seed_of(case.key),
         )
     except ModelCallFailed as exc:
         if isinstance(exc.__cause__, MalformedResponse):  # nothing but empty answers: unparsable
