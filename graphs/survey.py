@@ -7,8 +7,11 @@ model, as the culture's chatbot, a question whose answer is one option number. A
 distribution is read one of two ways:
 - option probabilities (`hf:` and `local` models): the probability that the whole answer is each
   option, from the model's own token probabilities, in one case per (model, question);
-- samples: `--samples K` answers at `--temperature`, each parsed into an option or into nothing
-  (unparsable: counted, never given an off-scale value), one case per sample.
+- samples: `--samples K` answers at `--temperature`, one case per sample. An answer that names no
+  option is asked again (a new draw, up to `CallLimits.max_malformed_attempts` answers in all) and
+  only then recorded as unparsable: counted and reported, never given an off-scale value. A sampled
+  respondent who rambles once is a weak model's noise, not its opinion; the retries are in the
+  manifest's usage, so a model that mostly rambles still shows.
 Running it on the shared runner gives the survey suites the gate, retries, ledger, resume and manifest.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -92,15 +96,32 @@ async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
         completion = await model.generate(
             list(question.messages),
             step="survey",
+            parse=partial(_named_option, question),
             temperature=ctx.params.temperature,
             max_tokens=ctx.params.max_tokens,
             sample_seed=ctx.params.seed_of(case.key),
         )
     except ModelCallFailed as exc:
-        if isinstance(exc.__cause__, MalformedResponse):  # nothing but empty answers: unparsable
-            return {"raw": "", "code": None, "answered": True}
+        if isinstance(exc.__cause__, MalformedResponse):  # every answer empty or naming no option
+            return {"raw": _last_answer(exc.__cause__), "code": None, "answered": True}
         raise
-    return {"raw": completion.text, "code": question.parse(completion.text), "answered": True}
+    return {"raw": completion.text, "code": completion.parsed, "answered": True}
+
+
+class NoOptionNamed(ValueError):
+    """An answer that names none of the question's options (retried like any unusable answer)."""
+
+
+def _named_option(question: SurveyQuestion, text: str) -> int:
+    code = question.parse(text)
+    if code is None:
+        raise NoOptionNamed(f"names no option of {question.key}: {text[:200]!r}")
+    return code
+
+
+def _last_answer(problem: MalformedResponse) -> str:
+    """The last unusable answer's text as the reason names it (kept in predictions for reading)."""
+    return str(problem)
 
 
 def build_survey_graph():

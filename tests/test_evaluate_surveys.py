@@ -196,3 +196,26 @@ def test_option_probabilities_of_hf_local_are_one_distribution_per_question(tmp_
         assert answer["code"] == int(top)
     results = json.loads((out / "results.json").read_text())
     assert results["models"][0]["cultures"][0]["scored"] == 3
+
+
+def test_an_answer_naming_no_option_is_asked_again_before_it_counts_as_unparsable(tmp_path, mock_openai):
+    from bench.mock_openai_server import SURVEY_UNPARSABLE, survey_answer
+
+    out = tmp_path / "hofstede"
+    flags = ["--suite", "hofstede", "--model", "openai:mock-a", "--culture", "German,Arabic"]
+    assert evaluate(mock_openai, out, *flags, "--samples", "4", "--temperature", "1") == 0
+
+    answers = lines(out / "answers.jsonl")
+    rambling = [  # the server's answers are a pure function of the question, the model and the seed
+        r
+        for r in mock_openai.requests()
+        if survey_answer(r.body["messages"][-1]["content"], r.body["model"], r.body.get("seed"))
+        == SURVEY_UNPARSABLE
+    ]
+    assert rambling, "the server never rambled: this run cannot show a retry"
+    # Every rambling answer was followed by another draw, so no sample stayed unparsable (three
+    # rambles in a row for one sample are a 1-in-8000 chance per sample at the server's 5 %).
+    assert len(mock_openai.requests()) == len(answers) + len(rambling)
+    assert all(a["code"] is not None for a in answers)
+    results = json.loads((out / "results.json").read_text())
+    assert all(row["unparsable"] == 0 for row in results["models"][0]["cultures"])
