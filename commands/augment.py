@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+from pathlib import Path
+from typing import Any
 
 from commands.common import (
+    PreparedRun,
     add_run_flags,
     add_settings_flags,
     check_prompts,
@@ -56,7 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare_augment(
+    settings: AugmentSettings, resume_dir: Path | None, *, shared_gates: Any = None
+) -> PreparedRun:
+    """An augment run of `settings` (resuming `resume_dir` when given), ready to start."""
     import prompts
     from agents.guards import MeaningGuard
     from agents.judge import create_judge, judge_models
@@ -66,11 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from agents.thesaurus import default_thesaurus
     from graphs.augment import AugmentContext, AugmentParams
     from graphs.augment_job import AugmentJob
-    from graphs.progress import print_summary
     from storage.seeds import SeedFileError, load_seeds
     from storage.wordnet import WordNetMissing
 
-    settings, resume_dir = settings_to_run(AugmentSettings, args, "augment")
     try:
         seeds = load_seeds(settings.seeds)
     except SeedFileError as exc:
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     out = settings.out or default_out()
     if resume_dir is None:
         new_run_dir(out)
-    services = run_services(settings, out)
+    services = run_services(settings, out, shared_gates)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         judge = create_judge(settings.judge, settings.threshold, services)
@@ -105,15 +109,18 @@ def run(args: argparse.Namespace) -> int:
         thesaurus=thesaurus,
         params=params,
     )
-    report = execute(
-        AugmentJob(context),
-        seeds,
-        settings=settings,
-        services=services,
-        out=out,
-        resume=resume_dir is not None,
-        quiet=args.quiet,
+    return PreparedRun(
+        "augment", AugmentJob(context), seeds, settings, services, out, resume=resume_dir is not None
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphs.progress import print_summary
+
+    settings, resume_dir = settings_to_run(AugmentSettings, args, "augment")
+    prepared = prepare_augment(settings, resume_dir)
+    report = execute(prepared, quiet=args.quiet)
+    services, out = prepared.services, prepared.out
     if report is None:
         return EXIT_INTERRUPTED
     if not args.quiet:

@@ -12,7 +12,8 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -222,14 +223,17 @@ def settings_to_run(settings: type[S], args: argparse.Namespace, command: str) -
     return validated(settings, explicit_flags(args, settings)), None
 
 
-def run_services(settings: Any, out: Path) -> Any:
+def run_services(settings: Any, out: Path, shared_gates: Any = None) -> Any:
     """The models' shared services for a run in `out`: the settings' limits, base URL, and the run's
-    call ledger (opened when the run starts)."""
+    call ledger (opened when the run starts); `shared_gates` are the server's, when a server runs it."""
     from agents.providers.factory import ModelServices
     from storage.ledger import LEDGER, CallLedger
 
     return ModelServices(
-        limits=settings.limits(), base_url=settings.base_url, ledger=CallLedger(out / LEDGER, warn=warn)
+        limits=settings.limits(),
+        base_url=settings.base_url,
+        ledger=CallLedger(out / LEDGER, warn=warn),
+        shared_gates=shared_gates,
     )
 
 
@@ -297,32 +301,80 @@ def new_run_dir(out: Path) -> None:
         raise UserError(str(exc)) from None
 
 
-def execute(
-    job: Any,
-    items: Sequence[Any],
+@dataclass
+class PreparedRun:
+    """A run ready to start: its job and items, settings, models' services and directory.
+
+    Each command's `prepare_*` builds one from validated settings (everything that may refuse the
+    run happens there, before its directory is made); the command line runs it with `execute`, the
+    server (`serve`) awaits `run_prepared` inside its own event loop. One preparation, two drivers.
+    """
+
+    command: str
+    job: Any
+    items: Sequence[Any]
+    settings: Any
+    services: Any
+    out: Path
+    resume: bool
+
+
+async def run_prepared(
+    prepared: PreparedRun,
     *,
-    settings: Any,
-    services: Any,
-    out: Path,
-    resume: bool,
-    quiet: bool,
+    observer: Callable[[Any], None] | None = None,
+    warn: Callable[[str], None] = warn,
 ) -> Any:
-    """Run `job` over `items` in the run directory `out` (made here unless resumed); the report, or
+    """Run a prepared job to its end in the current event loop; the runner's report.
+
+    Holds the run directory's lock and the ledger for the run's duration. A cancellation ends it the
+    way Ctrl-C does (the manifest says interrupted; `--resume` goes on), and propagates.
+    """
+    from graphs.runner import run_items
+    from storage.run_store import RunDirError, RunStore, lock_run_dir, prepare_run_dir
+
+    services = prepared.services
+    try:
+        if not prepared.resume:
+            prepare_run_dir(prepared.out)
+        lock = lock_run_dir(prepared.out)  # held until the run ends (or the process dies)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        if services.ledger is not None:
+            services.ledger.open()  # a damaged ledger is set aside now, its warning first
+        return await run_items(
+            prepared.items,
+            prepared.job,
+            settings=prepared.settings,
+            services=services,
+            store=RunStore(prepared.out),
+            concurrency=services.limits.concurrency,
+            observer=observer,
+            resume=prepared.resume,
+            warn=warn,
+        )
+    finally:
+        if services.ledger is not None:
+            services.ledger.close()
+        lock.close()
+
+
+def execute(prepared: PreparedRun, *, quiet: bool) -> Any:
+    """Run a prepared job from the command line: a progress bar, Ctrl-C and SIGTERM; the report, or
     None when the run was interrupted (the message saying how to go on is printed)."""
     from agents.providers.endpoints import redact_urls
     from agents.providers.resilience import FatalModelError
     from graphs.progress import RunProgress
-    from graphs.runner import run_items
-    from storage.run_store import MANIFEST, RunDirError, RunStore, lock_run_dir, prepare_run_dir
+    from storage.run_store import MANIFEST
 
-    try:
-        if not resume:
-            prepare_run_dir(out)
-        lock = lock_run_dir(out)  # held until this command returns (or the process dies)
-    except RunDirError as exc:
-        raise UserError(str(exc)) from None
+    services, out = prepared.services, prepared.out
     progress = RunProgress(
-        total=len(items), meter=services.meter, unit=job.unit, kept=job.kept, enabled=not quiet
+        total=len(prepared.items),
+        meter=services.meter,
+        unit=prepared.job.unit,
+        kept=prepared.job.kept,
+        enabled=not quiet,
     )
     # The ~270k objects of the imported libraries and loaded models live as long as the process;
     # freezing them keeps the garbage collector from re-scanning them (a full pass took 120 ms)
@@ -335,31 +387,12 @@ def execute(
     # SIGTERM (a scheduler, `kill`) stops the run like Ctrl-C: finished items stay, the manifest says so.
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        if services.ledger is not None:
-            services.ledger.open()  # a damaged ledger is set aside now, its warning before the progress bar
         with progress:
-            return asyncio.run(
-                stoppable(
-                    run_items(
-                        items,
-                        job,
-                        settings=settings,
-                        services=services,
-                        store=RunStore(out),
-                        concurrency=services.limits.concurrency,
-                        observer=progress.item_done,
-                        resume=resume,
-                        warn=warn,
-                    )
-                )
-            )
+            return asyncio.run(stoppable(run_prepared(prepared, observer=progress.item_done)))
     except FatalModelError as exc:
         raise UserError(f"{redact_urls(str(exc))} (run stopped; see {out / MANIFEST})") from None
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: python cli.py {job.command} --resume {out}", file=sys.stderr)
+        print(f"interrupted; continue with: python cli.py {prepared.command} --resume {out}", file=sys.stderr)
         return None
     finally:
-        if services.ledger is not None:
-            services.ledger.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
-        lock.close()

@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from commands.common import (
+    PreparedRun,
     add_run_flags,
     add_settings_flags,
     check_prompts,
@@ -119,17 +121,18 @@ def dialogue_items(settings: CultureParkSettings):
     return items, skipped
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare_culturepark(
+    settings: CultureParkSettings, resume_dir: Path | None, *, shared_gates: Any = None
+) -> PreparedRun:
+    """A culturepark run of `settings` (resuming `resume_dir` when given), ready to start."""
     import prompts
     from agents.providers.factory import create_chat_model, create_embedder
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError, parse_judge_spec
     from agents.verifier import OpinionVerifier
     from graphs.culturepark import ParkContext, ParkParams
-    from graphs.culturepark_job import DIALOGUES, OPINIONS, CultureParkJob
-    from graphs.progress import print_summary
+    from graphs.culturepark_job import CultureParkJob
 
-    settings, resume_dir = settings_to_run(CultureParkSettings, args, "culturepark")
     items, skipped = dialogue_items(settings)
     for culture, q_ids in skipped.items():
         warn(f"{culture}: no valid survey answers to {', '.join('Q' + q for q in q_ids)}; not discussed")
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     out = settings.out or default_out()
     if resume_dir is None:
         new_run_dir(out)
-    services = run_services(settings, out)
+    services = run_services(settings, out, shared_gates)
     try:
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         assert settings.verifier is not None
@@ -162,15 +165,17 @@ def run(args: argparse.Namespace) -> int:
         params=ParkParams.of(settings),
     )
     job = CultureParkJob(context, near_duplicate=settings.near_duplicate, skipped=skipped)
-    report = execute(
-        job,
-        items,
-        settings=settings,
-        services=services,
-        out=out,
-        resume=resume_dir is not None,
-        quiet=args.quiet,
-    )
+    return PreparedRun("culturepark", job, items, settings, services, out, resume=resume_dir is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphs.culturepark_job import DIALOGUES, OPINIONS
+    from graphs.progress import print_summary
+
+    settings, resume_dir = settings_to_run(CultureParkSettings, args, "culturepark")
+    prepared = prepare_culturepark(settings, resume_dir)
+    report = execute(prepared, quiet=args.quiet)
+    services, out, skipped = prepared.services, prepared.out, prepared.job.skipped
     if report is None:
         return EXIT_INTERRUPTED
     if not args.quiet:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.common import (
+    PreparedRun,
     add_run_flags,
     add_settings_flags,
     check_prompts,
@@ -191,7 +192,10 @@ def warm_up_plotting() -> None:
     matplotlib.font_manager.fontManager.findfont("DejaVu Sans")
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare_evaluate(
+    settings: EvaluateSettings, resume_dir: Path | None, *, shared_gates: Any = None
+) -> PreparedRun:
+    """An evaluate run of `settings` (any suite; resuming `resume_dir` when given), ready to start."""
     import prompts
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
@@ -199,34 +203,16 @@ def run(args: argparse.Namespace) -> int:
     from graphs.evaluate import EvalCase, EvalContext, EvalParams
     from graphs.evaluate_job import EvaluateJob
 
-    if getattr(args, "models", None) is None:
-        args.models = None  # the settings' default model
-    if getattr(args, "split", None):
-        split, directory = args.split
-        if split != "validation":
-            raise UserError(
-                f"--split {split}: only the validation split can be evaluated (--split validation DIR)"
-            )
-        args.validation_of = Path(directory)
-    settings, resume_dir = settings_to_run(EvaluateSettings, args, "evaluate")
     if settings.suite != "downstream":
-        if args.export_lm_eval is not None:
-            raise UserError(
-                "--export-lm-eval exports the downstream tasks; it does not take --suite " + settings.suite
-            )
-        from commands.survey import run_survey
+        from commands.survey import prepare_survey
 
-        return run_survey(settings, resume_dir, quiet=args.quiet)
-    if args.export_lm_eval is not None:
-        if resume_dir is not None:
-            raise UserError("--export-lm-eval writes task files and runs nothing: it does not take --resume")
-        return export_lm_eval(settings, args.export_lm_eval, quiet=args.quiet)
+        return prepare_survey(settings, resume_dir, shared_gates=shared_gates)
     _, data, missing = evaluation_data(settings)
     check_prompts(prompts.EVALUATE_PROMPTS)
     out = settings.out or default_out()
     if resume_dir is None:
         new_run_dir(out)
-    services = run_services(settings, out)
+    services = run_services(settings, out, shared_gates)
     try:
         models = tuple(open_model(entry, services, settings.sample_seed) for entry in settings.models)
         asyncio.run(preflight(list(models), [], services))
@@ -257,15 +243,35 @@ def run(args: argparse.Namespace) -> int:
         report=lambda outcomes, job, root: score_and_report(outcomes, job, root, seed=settings.sample_seed),
     )
     warm_up_plotting()
-    report = execute(
-        job,
-        cases,
-        settings=settings,
-        services=services,
-        out=out,
-        resume=resume_dir is not None,
-        quiet=args.quiet,
-    )
+    return PreparedRun("evaluate", job, cases, settings, services, out, resume=resume_dir is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "models", None) is None:
+        args.models = None  # the settings' default model
+    if getattr(args, "split", None):
+        split, directory = args.split
+        if split != "validation":
+            raise UserError(
+                f"--split {split}: only the validation split can be evaluated (--split validation DIR)"
+            )
+        args.validation_of = Path(directory)
+    settings, resume_dir = settings_to_run(EvaluateSettings, args, "evaluate")
+    if settings.suite != "downstream":
+        if args.export_lm_eval is not None:
+            raise UserError(
+                "--export-lm-eval exports the downstream tasks; it does not take --suite " + settings.suite
+            )
+        from commands.survey import run_survey
+
+        return run_survey(settings, resume_dir, quiet=args.quiet)
+    if args.export_lm_eval is not None:
+        if resume_dir is not None:
+            raise UserError("--export-lm-eval writes task files and runs nothing: it does not take --resume")
+        return export_lm_eval(settings, args.export_lm_eval, quiet=args.quiet)
+    prepared = prepare_evaluate(settings, resume_dir)
+    report = execute(prepared, quiet=args.quiet)
+    out, job = prepared.out, prepared.job
     if report is None:
         return EXIT_INTERRUPTED
     if not args.quiet:

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from commands.common import (
+    PreparedRun,
     add_run_flags,
     add_settings_flags,
     execute,
@@ -71,20 +73,17 @@ def _new_settings(args: argparse.Namespace) -> RejudgeSettings:
     return validated(RejudgeSettings, values)
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare_rejudge(
+    settings: RejudgeSettings, resume_dir: Path | None, *, shared_gates: Any = None
+) -> PreparedRun:
+    """A rejudge run of `settings` (resuming `resume_dir` when given), ready to start."""
     from agents.judge import create_judge, judge_models
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
-    from graphs.progress import print_summary
     from graphs.rejudge import RejudgeContext, RejudgeJob, rejudge_items
     from storage.run_store import RunStore
     from storage.seeds import SeedFileError, load_seeds
 
-    resume_dir = run_dir_to_resume(args)
-    if resume_dir is not None:
-        settings = resume_settings(RejudgeSettings, args, resume_dir, "rejudge")
-    else:
-        settings = _new_settings(args)
     out = settings.out
     assert out is not None
     source = read_run_manifest("rejudge:", settings.source, "augment")
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"rejudge: the seeds of {settings.source} cannot be read ({exc})") from None
     if resume_dir is None:
         new_run_dir(out)
-    services = run_services(settings, out)
+    services = run_services(settings, out, shared_gates)
     try:
         judge = create_judge(settings.judge, settings.threshold, services)
         # Key, endpoint and local models are checked before the output directory is made.
@@ -110,15 +109,20 @@ def run(args: argparse.Namespace) -> int:
         source=str(settings.source),
     )
     items = rejudge_items(seeds, candidates)
-    report = execute(
-        job,
-        items,
-        settings=settings,
-        services=services,
-        out=out,
-        resume=resume_dir is not None,
-        quiet=True,
-    )
+    return PreparedRun("rejudge", job, items, settings, services, out, resume=resume_dir is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphs.progress import print_summary
+
+    resume_dir = run_dir_to_resume(args)
+    if resume_dir is not None:
+        settings = resume_settings(RejudgeSettings, args, resume_dir, "rejudge")
+    else:
+        settings = _new_settings(args)
+    prepared = prepare_rejudge(settings, resume_dir)
+    report = execute(prepared, quiet=True)
+    services, out, items, judge = prepared.services, prepared.out, prepared.items, prepared.job.context.judge
     if report is None:
         return EXIT_INTERRUPTED
     samples = sum(len(o.samples) for o in report.outcomes)

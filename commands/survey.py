@@ -13,7 +13,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from commands.common import check_prompts, default_out, execute, new_run_dir, run_services, warn
+from commands.common import (
+    PreparedRun,
+    check_prompts,
+    default_out,
+    execute,
+    new_run_dir,
+    run_services,
+    warn,
+)
 from commands.errors import EXIT_INTERRUPTED, UserError
 from graphs.settings import EvaluateSettings
 
@@ -127,7 +135,10 @@ def survey_cases(questions, models, settings: EvaluateSettings) -> list[Any]:
     return cases
 
 
-def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bool) -> int:
+def prepare_survey(
+    settings: EvaluateSettings, resume_dir: Path | None, *, shared_gates: Any = None, quiet: bool = True
+) -> PreparedRun:
+    """An evaluate run of a survey suite (wvs, hofstede), ready to start."""
     import prompts
     from agents.providers.preflight import preflight
     from agents.providers.specs import SpecError
@@ -145,7 +156,7 @@ def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bo
         prompt_names = prompts.HOFSTEDE_PROMPTS
     check_prompts(prompt_names)
     out = settings.out or default_out()
-    services = run_services(settings, out)  # the ledger opens when the run starts
+    services = run_services(settings, out, shared_gates)  # the ledger opens when the run starts
     try:
         models = tuple(open_model(entry, services, settings.sample_seed) for entry in settings.models)
     except SpecError as exc:
@@ -184,9 +195,13 @@ def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bo
         ),
     )
     warm_up_plotting()
-    report = execute(
-        job, cases, settings=settings, services=services, out=out, resume=resume_dir is not None, quiet=quiet
-    )
+    return PreparedRun("evaluate", job, cases, settings, services, out, resume=resume_dir is not None)
+
+
+def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bool) -> int:
+    prepared = prepare_survey(settings, resume_dir, quiet=quiet)
+    report = execute(prepared, quiet=quiet)
+    out = prepared.out
     if report is None:
         return EXIT_INTERRUPTED
     if not quiet:

@@ -75,6 +75,22 @@ class CallLimits:
 CALL_PRIORITY: ContextVar[int] = ContextVar("call_priority", default=0)
 
 
+# Whose call it is, when one gate serves several jobs (`serve`: one gate per provider and key for the
+# whole server). Free slots go round the tenants that are waiting, so a small job's calls are not
+# queued behind everything a large job asked for first; within a tenant, CALL_PRIORITY then arrival.
+CALL_TENANT: ContextVar[str] = ContextVar("call_tenant", default="")
+
+
+@contextmanager
+def call_tenant(tenant: str) -> Iterator[None]:
+    """Calls made inside the block (and in tasks started from it) share the gate as `tenant`."""
+    token = CALL_TENANT.set(tenant)
+    try:
+        yield
+    finally:
+        CALL_TENANT.reset(token)
+
+
 @contextmanager
 def call_priority(priority: int) -> Iterator[None]:
     """Calls made inside the block wait for slots with this priority (lower goes first)."""
@@ -97,8 +113,9 @@ class RateGate:
 
     On a 429 the allowed concurrency halves and new calls wait out the server's Retry-After; each
     run of successes as long as the current limit raises it by one again (additive increase,
-    multiplicative decrease). Calls waiting for a slot are served by `CALL_PRIORITY`, then in
-    arrival order.
+    multiplicative decrease). Calls waiting for a slot are served fairly across tenants
+    (`CALL_TENANT`: the tenant that has been granted the fewest slots goes first), then by
+    `CALL_PRIORITY`, then in arrival order. A run of the command line is one tenant.
     """
 
     def __init__(self, limits: CallLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -119,25 +136,47 @@ class RateGate:
         self._in_flight = 0
         self._successes = 0
         self._paused_until = 0.0
-        # (priority, arrival, future) of the calls waiting for a slot; a granted slot is counted in
-        # _in_flight before its waiter wakes, so nobody can take it in between.
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Per tenant, (priority, arrival, future) of the calls waiting for a slot; a granted slot is
+        # counted in _in_flight before its waiter wakes, so nobody can take it in between.
+        self._waiting: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
+        # Slots granted per tenant since it last had to wait: the fair-share clock.
+        self._granted: dict[str, int] = {}
         self._arrivals = itertools.count()
+
+    def _next_tenant(self) -> str:
+        """The waiting tenant with the fewest slots granted (ties: whose first waiter came first)."""
+        return min(self._waiting, key=lambda t: (self._granted.get(t, 0), self._waiting[t][0][1]))
 
     def _grant(self) -> None:
         while self._waiting and self._in_flight < self.allowed:
-            _, _, waiter = heapq.heappop(self._waiting)
+            tenant = self._next_tenant()
+            queue = self._waiting[tenant]
+            _, _, waiter = heapq.heappop(queue)
+            if not queue:
+                del self._waiting[tenant]
             if waiter.done():  # cancelled while waiting
                 continue
+            self._granted[tenant] = self._granted.get(tenant, 0) + 1
             self._in_flight += 1
             waiter.set_result(None)
+
+    def _join_queue(self, tenant: str) -> None:
+        """A tenant that starts waiting is put level with the least-served tenant already waiting:
+        a job that arrives late gets its fair share from now on (not the backlog of slots the others
+        were granted before it came), and one that was idle does not pay for what it had before."""
+        if tenant not in self._waiting:
+            self._granted[tenant] = min((self._granted[t] for t in self._waiting), default=0)
 
     async def _enter(self) -> None:
         if self._in_flight < self.allowed and not self._waiting:
             self._in_flight += 1
             return
+        tenant = CALL_TENANT.get()
+        self._join_queue(tenant)
         waiter = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (CALL_PRIORITY.get(), next(self._arrivals), waiter))
+        heapq.heappush(
+            self._waiting.setdefault(tenant, []), (CALL_PRIORITY.get(), next(self._arrivals), waiter)
+        )
         try:
             await waiter
         except asyncio.CancelledError:
@@ -194,6 +233,31 @@ class RateGate:
             "lowest_concurrency_after_429": self.lowest_allowed,
             "throttle_events": self.throttle_events,
         }
+
+
+class GateRegistry:
+    """One gate per provider and key, shared by every run of a process (the `serve` command's jobs).
+
+    Two jobs calling OpenAI with the same key then share one concurrency limit, one request bucket
+    and one token bucket, and a 429 slows them both: the server as a whole keeps to the configured
+    limits, which per-run gates could not promise. Providers without configured limits get the
+    defaults of `CallLimits`.
+    """
+
+    def __init__(self, limits_by_provider: dict[str, CallLimits] | None = None) -> None:
+        self.limits_by_provider = dict(limits_by_provider or {})
+        self._gates: dict[tuple[str, str], RateGate] = {}
+
+    def gate(self, provider: str, identity: str) -> RateGate:
+        """The gate of `provider` for one endpoint and key (`identity` must not hold the key itself)."""
+        key = (provider, identity)
+        if key not in self._gates:
+            self._gates[key] = RateGate(self.limits_by_provider.get(provider, CallLimits()))
+        return self._gates[key]
+
+    def gates(self) -> dict[str, RateGate]:
+        """Every gate made so far, by "provider endpoint" (for status pages; no keys in it)."""
+        return {f"{provider} {identity.split('|')[0]}": g for (provider, identity), g in self._gates.items()}
 
 
 @dataclass
