@@ -6,6 +6,7 @@ meter, so nodes never deal with rate limits or transport errors.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from agents.providers.chat import AnswerSchema, ResilientChatModel
 from agents.providers.embedders import ApiEmbedder, Embedder, LocalSentenceEmbedder
 from agents.providers.endpoints import base_url_problem, shown_url
 from agents.providers.local_llm import LocalLlamaChat, LocalModelMissing, embedded_gguf_path
-from agents.providers.resilience import CallLimits, RateGate, RetryPolicy, UsageMeter
+from agents.providers.resilience import CallLimits, GateRegistry, RateGate, RetryPolicy, UsageMeter
 from agents.providers.specs import ModelSpec, SpecError, parse_model_spec
 from storage.ledger import CallLedger
 from storage.packaged import PackagedFileMissing
@@ -40,10 +41,22 @@ class ModelServices:
     meter: UsageMeter = field(default_factory=UsageMeter)
     # Where answers are recorded and replayed from; None for a run without a directory (tests, tools).
     ledger: CallLedger | None = None
+    # The server's gates, shared with its other jobs (`serve`); None: the run's own gate serves all.
+    shared_gates: GateRegistry | None = None
 
     def __post_init__(self) -> None:
         self.gate = RateGate(self.limits)
         self.policy = RetryPolicy(self.limits)
+
+    def gate_for(self, provider: str, endpoint: str | None = None, key: str = "") -> RateGate:
+        """The gate an API model's calls go through: the server's gate for this provider, endpoint
+        and key when runs share gates, else the run's own. Local models always use the run's own
+        (they are not a shared quota)."""
+        if self.shared_gates is None or provider not in ("openai", "google"):
+            return self.gate
+        # The key is told apart by a digest: gates are listed on status pages, keys never are.
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.shared_gates.gate(provider, f"{shown_url(endpoint) if endpoint else 'default'}|{digest}")
 
 
 def connection_pool_size(services: ModelServices) -> int:
@@ -174,12 +187,13 @@ def create_chat_model(
             max_retries=0,
         )
         chat.set_pool_size(connection_pool_size(services))
+        common["gate"] = services.gate_for("openai", url, key)
         return ResilientChatModel(str(parsed), chat, structured_args=_openai_structured, **common)
     from langchain_google_genai import ChatGoogleGenerativeAI
 
-    chat = ChatGoogleGenerativeAI(
-        model=parsed.model, google_api_key=google_key(), timeout=timeout, max_retries=0
-    )
+    key = google_key()
+    chat = ChatGoogleGenerativeAI(model=parsed.model, google_api_key=key, timeout=timeout, max_retries=0)
+    common["gate"] = services.gate_for("google", None, key)
     return ResilientChatModel(str(parsed), chat, structured_args=_google_structured, **common)
 
 
@@ -214,8 +228,11 @@ def create_embedder(spec: ModelSpec, services: ModelServices, *, flag: str = "--
             check_embedding_ctx_length=False,
         )
         embeddings.set_pool_size(connection_pool_size(services))
+        common["gate"] = services.gate_for("openai", url, key)
         return ApiEmbedder(label, embeddings, **common)
     from langchain_google_genai import GoogleGenerativeAIEmbeddings
 
-    embeddings = GoogleGenerativeAIEmbeddings(model=spec.model, google_api_key=google_key())
+    key = google_key()
+    embeddings = GoogleGenerativeAIEmbeddings(model=spec.model, google_api_key=key)
+    common["gate"] = services.gate_for("google", None, key)
     return ApiEmbedder(label, embeddings, **common)
