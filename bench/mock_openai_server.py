@@ -21,6 +21,10 @@ against it end to end:
   - "Rewrite this opinion so that it agrees with the attitude" gets the `Opinion:` line with the
     negation taken out, which the verification then entails.
   The phrases are matched loosely (numbered lines, a quoted line), not the templates word for word.
+- a chat request with `logprobs: true` also gets the first answer token's `top_logprobs`: for a
+  survey question a fixed distribution over its options led by the answer's own option, with some
+  mass on words ("It", " I") and on an option-like distractor ("10" when 1 is an option and 10 is
+  not), see `survey_top_logprobs`; for any other request, the first word of its answer.
 
 Latency, injected faults (429 with Retry-After, 500, 503, hangs, malformed bodies), a share of
 healthy but unusable structured answers (an empty synonym table, a verdict-less refusal, an
@@ -431,21 +435,86 @@ SURVEY_UNPARSABLE_SHARE = 0.05
 SURVEY_UNPARSABLE = "It depends on the person."
 
 
-def survey_answer(user_text: str, model: str, seed: object) -> str | None:
-    """A survey question (WVS seeds, VSM 2013 items): one of its numbered options, drawn from a hash of
-    the question, the model's name and the request's seed (so K sampled answers differ, reproducibly),
-    now and then an answer that names no option; None for any other request."""
+def survey_options(user_text: str) -> list[str] | None:
+    """The option numbers of a survey question (possibly none), or None for any other request."""
     scale = _SURVEY_RANGE.search(user_text)
     if SURVEY_MARKER not in user_text and scale is None:
         return None
     if scale is not None:
-        options = [str(code) for code in range(int(scale[1]), int(scale[2]) + 1)]
-    else:
-        options = _SURVEY_OPTION.findall(user_text)
+        return [str(code) for code in range(int(scale[1]), int(scale[2]) + 1)]
+    return _SURVEY_OPTION.findall(user_text)
+
+
+def survey_answer(user_text: str, model: str, seed: object) -> str | None:
+    """A survey question (WVS seeds, VSM 2013 items): one of its numbered options, drawn from a hash of
+    the question, the model's name and the request's seed (so K sampled answers differ, reproducibly),
+    now and then an answer that names no option; None for any other request."""
+    options = survey_options(user_text)
+    if options is None:
+        return None
     draw = int(hashlib.sha256(f"{model}\n{seed}\n{user_text}".encode()).hexdigest(), 16)
     if not options or (draw % 1000) / 1000 < SURVEY_UNPARSABLE_SHARE:
         return SURVEY_UNPARSABLE
     return options[(draw // 1000) % len(options)]
+
+
+# Probabilities of the non-option first tokens of a survey answer (the rest of the mass beyond them
+# and the options is on tokens too unlikely to be listed).
+_SURVEY_WORDS = {"It": 0.04, " I": 0.02}
+_SURVEY_DISTRACTOR = 0.02
+_SURVEY_OPTIONS_MASS = 0.9
+# An answer naming no option starts with "It" this likely; the options keep what is left of the mass.
+_SURVEY_UNPARSABLE_START = 0.6
+
+
+def survey_top_logprobs(user_text: str, model: str, answer: str) -> list[tuple[str, float]]:
+    """The first answer token's likeliest alternatives (token, log-probability) for a survey question,
+    likeliest first: every option with a weight fixed by a hash of the model, question and option,
+    the answer's own option (written "3", " 3" and "3.") three times as likely, a few words, and "10"
+    when 1 is an option but 10 is not (a token that starts with an option without being it)."""
+    options = survey_options(user_text) or []
+    probabilities: dict[str, float] = dict(_SURVEY_WORDS)
+    options_mass = _SURVEY_OPTIONS_MASS
+    if answer not in options:  # the answer names no option: it starts with "It"
+        probabilities["It"] = _SURVEY_UNPARSABLE_START
+        options_mass = 1.0 - sum(probabilities.values()) - 0.04
+    if "1" in options and "10" not in options:
+        probabilities["10"] = _SURVEY_DISTRACTOR
+        options_mass -= _SURVEY_DISTRACTOR
+    weights = {
+        option: (1.0 + (_hash([model, user_text, option]) % 1000) / 250) * (3.0 if option == answer else 1.0)
+        for option in options
+    }
+    total = sum(weights.values())
+    for option, weight in weights.items():
+        share = options_mass * weight / total
+        if option == answer:
+            probabilities.update(
+                {option: 0.75 * share, f" {option}": 0.15 * share, f"{option}.": 0.1 * share}
+            )
+        else:
+            probabilities[option] = share
+    ranked = sorted(probabilities.items(), key=lambda item: (-item[1], item[0]))
+    return [(token, math.log(probability)) for token, probability in ranked]
+
+
+def first_token_logprobs(user_text: str, model: str, content: str, top_logprobs: int) -> dict[str, Any]:
+    """A choice's `logprobs` for the answer's first token (a whole word stands in for a token), with
+    its `top_logprobs` alternatives (at most 20, as the OpenAI API allows)."""
+    if survey_options(user_text) is not None:
+        alternatives = survey_top_logprobs(user_text, model, content)
+        token = content if any(t == content for t, _ in alternatives) else "It"
+    else:
+        token = next(iter(content.split()), "")
+        alternatives = [(token, math.log(0.95)), ("\n", math.log(0.01))]
+    listed = {t: logprob for t, logprob in alternatives}
+    chosen = listed.get(token, math.log(0.5))
+
+    def entry(text: str, logprob: float) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    top = [entry(t, logprob) for t, logprob in alternatives[: max(0, min(top_logprobs, 20))]]
+    return {"content": [{**entry(token, chosen), "top_logprobs": top}], "refusal": None}
 
 
 def culturepark_answer(messages: list[dict[str, Any]], user_text: str) -> str | None:
@@ -488,6 +557,8 @@ class ServerConfig:
     contradiction_markers: tuple[str, ...] = ("not ", "opposite")
     # Share of structured answers (synonym tables, verdicts) that are unusable; see `is_unusable`.
     unusable_rate: float = 0.0
+    # False plays a server that ignores `logprobs: true` (its answers then carry no logprobs).
+    logprobs: bool = True
 
 
 def is_unusable(seed: int, request_key: str, occurrence: int, rate: float) -> bool:
@@ -758,6 +829,15 @@ class MockOpenAIServer:
                     content = paraphrase_answer(user_text)
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
                 completion_tokens = len(content.split())
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+                if body.get("logprobs") is True and server.config.logprobs:
+                    choice["logprobs"] = first_token_logprobs(
+                        user_text, str(body.get("model", "")), content, int(body.get("top_logprobs") or 0)
+                    )
                 self._send(
                     200,
                     {
@@ -765,13 +845,7 @@ class MockOpenAIServer:
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body.get("model", "mock-model"),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop",
-                            }
-                        ],
+                        "choices": [choice],
                         "usage": {
                             "prompt_tokens": prompt_tokens,
                             "completion_tokens": completion_tokens,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -12,6 +13,20 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ValidationError
 
+from agents.providers.openai_logprobs import (
+    UnusableTopLogprobs,
+    first_token_top_logprobs,
+    logprob_request,
+    option_probabilities_from_top,
+    top_logprobs_of_text,
+    top_logprobs_text,
+)
+from agents.providers.option_scoring import (
+    OptionScoringError,
+    ScoresOptions,
+    checked_messages,
+    checked_options,
+)
 from agents.providers.resilience import (
     Completion,
     MalformedResponse,
@@ -99,22 +114,106 @@ class ResilientChatModel:
         await close_http_client(self.chat)
 
     async def _ask(
-        self, lc_messages: list[BaseMessage], args: dict[str, Any], limit: int, usage
+        self,
+        lc_messages: list[BaseMessage],
+        args: dict[str, Any],
+        limit: int,
+        usage,
+        text_of: Callable[[BaseMessage], str] = message_text,
     ) -> LedgerEntry:
-        """One request to the provider, inside a concurrency / rate slot."""
+        """One request to the provider, inside a concurrency / rate slot; `text_of` picks what of the
+        answer the ledger keeps (the text, or the first token's top log-probabilities)."""
         async with self.gate.slot(estimate_tokens_of(lc_messages, limit)):
             started = time.perf_counter()  # time in the model, not in the queue for a slot
             answer = await within(self.chat.ainvoke(lc_messages, **args), self.gate.limits.timeout_s)
         usage.seconds += time.perf_counter() - started
         meta = getattr(answer, "usage_metadata", None) or {}
-        entry = LedgerEntry(
-            text=message_text(answer),
-            input_tokens=int(meta.get("input_tokens", 0) or 0),
-            output_tokens=int(meta.get("output_tokens", 0) or 0),
+        input_tokens = int(meta.get("input_tokens", 0) or 0)
+        output_tokens = int(meta.get("output_tokens", 0) or 0)
+        usage.input_tokens += input_tokens
+        usage.output_tokens += output_tokens
+        return LedgerEntry(text=text_of(answer), input_tokens=input_tokens, output_tokens=output_tokens)
+
+    async def _score_locally(self, messages: list[Message], options: list[str], usage) -> LedgerEntry:
+        """A local chat's own option probabilities, inside a slot (it competes with generation for
+        the same compute), kept as JSON text."""
+        async with self.gate.slot(estimate_tokens_of(convert_to_messages(messages), len(options))):
+            started = time.perf_counter()
+            scores = await within(
+                self.chat.option_probabilities(messages, options),  # type: ignore[attr-defined]
+                self.gate.limits.timeout_s,
+            )
+        usage.seconds += time.perf_counter() - started
+        return LedgerEntry(text=json.dumps(scores), input_tokens=0, output_tokens=0)
+
+    @property
+    def gives_option_probabilities(self) -> bool:
+        """Whether `option_probabilities` can answer: OpenAI-compatible models (from their first
+        token's top log-probabilities) and chats that score options themselves (the local ones)."""
+        return isinstance(self.chat, ScoresOptions) or self.spec.startswith("openai:")
+
+    async def option_probabilities(
+        self, messages: list[Message], options: Sequence[str], *, step: str = "survey"
+    ) -> dict[str, float]:
+        """How likely the model's answer is each option, normalised over the options: one logical
+        call through the gate, the retries, the usage meter and the ledger, like `generate`.
+
+        A local chat computes it itself (agents/providers/option_scoring.py); an `openai:` model
+        reads its first answer token's top log-probabilities (agents/providers/openai_logprobs.py).
+        Bad messages or options raise OptionScoringError in one line, before any call. A server
+        that gives no logprobs raises ServerGaveNoLogprobs, a FatalModelError: it would not give
+        them on a retry either. Top tokens none of which starts with an option are an unusable
+        answer, asked again at once like an unparsable text (a bounded number of times), then
+        ModelCallFailed with the MalformedResponse as its cause.
+        """
+        plain, listed = checked_messages(messages), checked_options(options)
+        local = isinstance(self.chat, ScoresOptions)
+        if not local and not self.spec.startswith("openai:"):
+            raise OptionScoringError(
+                f"{self.spec} cannot give option probabilities (only openai: and local models can); "
+                "sample its answers instead"
+            )
+        usage = self.meter.step(step)
+        request = logprob_request()
+        # The OpenAI answer (the top tokens) does not depend on the options, so they are not part
+        # of its key; a local answer does.
+        params = {"option_probabilities": listed} if local else request
+        lc_messages = convert_to_messages(plain)
+
+        def top_logprobs_of(answer: BaseMessage) -> str:
+            logprobs = answer.response_metadata.get("logprobs")
+            return top_logprobs_text(first_token_top_logprobs(logprobs, model=self.spec))
+
+        async def attempt(index: int) -> dict[str, float]:
+            usage.attempts += 1
+            key = call_key(self.spec, plain, params, index) if self.ledger is not None else ""
+            entry = self.ledger.get(key) if self.ledger is not None else None
+            if entry is None:
+                try:
+                    if local:
+                        entry = await self._score_locally(plain, listed, usage)
+                    else:
+                        entry = await self._ask(
+                            lc_messages, request, request["max_tokens"], usage, top_logprobs_of
+                        )
+                except UnusableTopLogprobs as exc:
+                    raise MalformedResponse(str(exc)) from None
+                if self.ledger is not None:
+                    self.ledger.put(key, spec=self.spec, step=step, entry=entry)
+            else:
+                usage.replayed += 1
+            if local:
+                return {option: float(p) for option, p in json.loads(entry.text).items()}
+            try:
+                return option_probabilities_from_top(
+                    top_logprobs_of_text(entry.text), listed, model=self.spec
+                )
+            except UnusableTopLogprobs as exc:
+                raise MalformedResponse(str(exc)) from None
+
+        return await call_resiliently(
+            attempt, policy=self.policy, gate=self.gate, usage=usage, label=f"{self.spec} ({step})"
         )
-        usage.input_tokens += entry.input_tokens
-        usage.output_tokens += entry.output_tokens
-        return entry
 
     async def generate(
         self,
