@@ -26,7 +26,6 @@ from commands.pipeline import (
     PipelineRecord,
     PipelineSettings,
     model_columns,
-    paired_verdict,
     stage_state,
 )
 from tests.conftest import FAKE_KEY
@@ -403,18 +402,6 @@ def test_a_run_directory_killed_before_its_manifest_is_redone_and_one_with_stran
     (strange / "samples.jsonl").write_text("")
     with pytest.raises(UserError, match="holds samples.jsonl but no manifest.json"):
         stage_state("augment", settings, tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("ci", "verdict"),
-    [
-        ([0.01, 0.2], "higher with the fine-tuned model"),
-        ([-0.3, -0.02], "lower with the fine-tuned model"),
-        ([-0.1, 0.1], "no clear difference"),
-    ],
-)
-def test_the_report_says_a_difference_only_when_its_paired_interval_excludes_zero(ci, verdict):
-    assert paired_verdict({"diff": sum(ci) / 2, "ci": ci}).startswith(verdict)
 
 
 @pytest.mark.slow
