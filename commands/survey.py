@@ -120,11 +120,13 @@ def survey_cases(questions, models, settings: EvaluateSettings) -> list[Any]:
 
     cases = []
     for index, (model, entry) in enumerate(zip(models, settings.models, strict=True)):
-        probabilities = settings.distribution == "probabilities"
+        probabilities = settings.distribution == "probabilities" or (
+            settings.distribution == "auto" and gives_probabilities(model)
+        )
         if probabilities and not gives_probabilities(model):
             raise UserError(
                 f"--distribution probabilities: --model {entry.name} gives no option probabilities "
-                "(hf: and local models do); use --distribution samples --samples K --temperature T"
+                "(hf:, local and openai: models do); use --distribution samples --samples K --temperature T"
             )
         if not probabilities and settings.samples > 1 and settings.temperature == 0:
             warn(

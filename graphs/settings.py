@@ -336,11 +336,12 @@ class EvaluateSettings(RunSettings):
     max_tokens: int = Field(default=16, gt=0, le=512, description="Tokens an answer may take.")
     max_chars: int = Field(default=2000, gt=0, description="Texts longer than this are cut (and counted).")
     sample_seed: int = Field(default=0, description="Seed of the item sample, the bootstrap and sampling.")
-    distribution: Literal["samples", "probabilities"] = Field(
-        default="samples",
-        description="wvs/hofstede: how a model's answer distribution is read: the options named by --samples "
-        "answers at --temperature, or (hf: and local models) the probability that the answer is each option's "
-        "number alone.",
+    distribution: Literal["auto", "samples", "probabilities"] = Field(
+        default="auto",
+        description="wvs/hofstede: how a model's answer distribution is read: the probability that its answer "
+        "starts with each option (probabilities: hf:, local and openai: models, the last through logprobs), "
+        "the options named by --samples answers at --temperature (samples), or probabilities where the model "
+        "gives them and samples elsewhere (auto, the default).",
     )
     questions: Path | None = Field(
         default=None, description="wvs: only these questions (a file of Q ids, one a line, or a seeds file)."

@@ -5,8 +5,9 @@
 The survey suites of `evaluate` (`wvs`: the WVS seed questions; `hofstede`: the VSM 2013 items) ask a
 model, as the culture's chatbot, a question whose answer is one option number. A model's answer
 distribution is read one of two ways:
-- option probabilities (`hf:` and `local` models): the probability that the whole answer is each
-  option, from the model's own token probabilities, in one case per (model, question);
+- option probabilities, in one case per (model, question): the probability that the answer starts
+  with each option, from the model's own token probabilities (`hf:` and `local` models compute them;
+  OpenAI-compatible servers give them as the first answer token's `top_logprobs`);
 - samples: `--samples K` answers at `--temperature`, one case per sample. An answer that names no
   option is asked again (a new draw, up to `CallLimits.max_malformed_attempts` answers in all) and
   only then recorded as unparsable: counted and reported, never given an off-scale value. A sampled
@@ -76,8 +77,8 @@ class SurveyState:
 
 
 def gives_probabilities(model: ResilientChatModel) -> bool:
-    """Whether the model computes option probabilities itself (the local backends do)."""
-    return callable(getattr(model.chat, "option_probabilities", None))
+    """Whether the model can say how likely each option is (local backends, OpenAI-compatible servers)."""
+    return model.gives_option_probabilities
 
 
 async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
@@ -86,9 +87,14 @@ async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
     question = ctx.questions[case.question]
     model = ctx.models[case.model]
     if case.sample == PROBABILITIES:
-        by_text = await model.chat.option_probabilities(
-            [dict(m) for m in question.messages], [str(code) for code in question.options]
-        )
+        try:
+            by_text = await model.option_probabilities(
+                [dict(m) for m in question.messages], [str(code) for code in question.options], step="survey"
+            )
+        except ModelCallFailed as exc:
+            if isinstance(exc.__cause__, MalformedResponse):  # no option among the likely answers, every time
+                return {"raw": str(exc.__cause__), "code": None, "probabilities": None, "answered": True}
+            raise
         probabilities = {int(code): float(p) for code, p in by_text.items()}
         top = max(sorted(probabilities), key=lambda code: probabilities[code])  # ties: the lowest code
         return {"raw": "", "code": top, "probabilities": probabilities, "answered": True}

@@ -46,7 +46,8 @@ def test_wvs_samples_are_scored_against_the_survey_and_the_weakest_become_seeds(
         "--questions",
         str(questions_file),
     ]
-    assert evaluate(mock_openai, out, *flags, "--samples", "4", "--temperature", "1", "--weak", "2") == 0
+    sampled = ["--distribution", "samples", "--samples", "4", "--temperature", "1"]
+    assert evaluate(mock_openai, out, *flags, *sampled, "--weak", "2") == 0
 
     answers = lines(out / "answers.jsonl")
     assert sorted({a["question"] for a in answers}) == ["158", "27", "40"]  # Q36 never asked: skipped
@@ -94,7 +95,12 @@ def test_hofstede_indices_are_the_manuals_formulas_over_the_parsed_answers(tmp_p
     flags = ["--suite", "hofstede", "--model", "openai:mock-a", "--model", "openai:mock-b"]
     assert (
         evaluate(
-            mock_openai, out, *flags, "--culture", "Spanish,Arabic", "--samples", "3", "--temperature", "1"
+            mock_openai,
+            out,
+            *flags,
+            "--culture",
+            "Spanish,Arabic",
+            *["--distribution", "samples", "--samples", "3", "--temperature", "1"],
         )
         == 0
     )
@@ -145,12 +151,18 @@ def test_a_resumed_survey_run_asks_nothing_again(tmp_path, mock_openai):
     [
         (["--suite", "wvs", "--culture", "Atlantis"], "unknown culture 'Atlantis'"),
         (["--suite", "hofstede", "--culture", "Atlantis"], "--culture Atlantis: unknown culture"),
-        (["--suite", "wvs", "--distribution", "probabilities"], "gives no option probabilities"),
+        (
+            ["--suite", "wvs", "--model", "google:gemini-2.0-flash", "--distribution", "probabilities"],
+            "--model google:gemini-2.0-flash gives no option probabilities",
+        ),
         (["--suite", "wvs", "--split", "test", "x"], "only the validation split"),
         (["--suite", "hofstede", "--export-lm-eval", "x"], "--export-lm-eval exports the downstream tasks"),
     ],
 )
-def test_bad_survey_flags_are_one_line_and_write_nothing(tmp_path, mock_openai, capsys, flags, message):
+def test_bad_survey_flags_are_one_line_and_write_nothing(
+    tmp_path, mock_openai, capsys, monkeypatch, flags, message
+):
+    monkeypatch.setenv("GOOGLE_API_KEY", "not-a-real-key")  # never sent: the run is refused first
     out = tmp_path / "run"
     assert evaluate(mock_openai, out, "--model", "openai:mock-a", *flags) == 2
     err = capsys.readouterr().err
@@ -203,7 +215,8 @@ def test_an_answer_naming_no_option_is_asked_again_before_it_counts_as_unparsabl
 
     out = tmp_path / "hofstede"
     flags = ["--suite", "hofstede", "--model", "openai:mock-a", "--culture", "German,Arabic"]
-    assert evaluate(mock_openai, out, *flags, "--samples", "4", "--temperature", "1") == 0
+    sampled = ["--distribution", "samples", "--samples", "4", "--temperature", "1"]
+    assert evaluate(mock_openai, out, *flags, *sampled) == 0
 
     answers = lines(out / "answers.jsonl")
     rambling = [  # the server's answers are a pure function of the question, the model and the seed
@@ -219,3 +232,21 @@ def test_an_answer_naming_no_option_is_asked_again_before_it_counts_as_unparsabl
     assert all(a["code"] is not None for a in answers)
     results = json.loads((out / "results.json").read_text())
     assert all(row["unparsable"] == 0 for row in results["models"][0]["cultures"])
+
+
+def test_by_default_an_openai_model_answers_through_the_logprobs_of_its_first_token(tmp_path, mock_openai):
+    out = tmp_path / "wvs"
+    assert (
+        evaluate(mock_openai, out, "--suite", "wvs", "--model", "openai:mock-a", "--culture", "German") == 0
+    )
+
+    answers = lines(out / "answers.jsonl")
+    requests = mock_openai.requests()
+    assert len(answers) == len(requests) and all(a["sample"] == -1 for a in answers)  # one reading each
+    assert all(r.body.get("logprobs") is True and r.body.get("top_logprobs") == 20 for r in requests)
+    for answer in answers:
+        assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        top = max(sorted(answer["probabilities"], key=int), key=lambda c: answer["probabilities"][c])
+        assert answer["code"] == int(top)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
