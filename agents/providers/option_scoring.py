@@ -1,19 +1,49 @@
-"""How likely a local model's whole answer is each option of a closed question (a survey's codes).
+"""How likely a local model's answer to a closed question (a survey's codes) starts with each option.
 
-An option's score is log P(its tokens, then an end-of-answer token | the prompt with the assistant's
-generation prefix): the same tokens greedy decoding would produce and then stop at. Counting the end
-token is what keeps "1" from collecting the probability of "10" (which starts with the same token).
-The scores are then normalised over the options with a softmax.
+What is scored. An option's score is the log-probability that the answer, read from the assistant's
+generation prefix, STARTS WITH the option as a whole word or number:
 
-The local backends (`HFChat`, `LocalLlamaChat`) compute the scores; this module holds what they share:
-checking the request, the normalisation, and the protocol callers test a chat model against.
+    P(option's tokens | prompt) x P(next token is a boundary | prompt + option's tokens)
+
+A boundary is an end-of-answer token or any token whose text does not start with a letter or digit.
+So "1" followed by ".", " ", ")" or "\\n" counts for option "1", and "1" followed by "0" (the answer
+"10") does not. The scores are then normalised over the options with a softmax (`normalised`).
+
+Why. The embedded SmolLM2 hardly ever answers a survey question with a bare code: it writes
+"1. Strongly agree" or "3 - ...". The previous definition, P(option's tokens, then an end token),
+described those rare bare answers, not what the model says. Ending the answer is one kind of boundary,
+so the new definition contains the old one; requiring a boundary (not just the option's tokens) is what
+still keeps "1" from collecting the probability of "10", which starts with the same token.
+
+Tokens that carry the option and its boundary at once. Some tokenizers have tokens such as "1." or
+" agree,": a model that writes one of them starts its answer with the option, but through a token that
+is not the option's own last token. So the mass of every token whose text is the option's last
+token's text followed by a non-letter, non-digit character is added at that position (`merged_with`).
+SmolLM2's tokenizer has no such token: its pre-tokenizer splits every digit and every run of
+punctuation into tokens of their own ("1." is "1", "."; "10" is "1", "0"; the vocabulary holds no
+token of digits followed by punctuation), so for it this term is zero; it is kept so that `hf:` models
+with other tokenizers are scored by the same definition.
+
+Where the text of a token is not whole characters (a byte-level token holding part of a multi-byte
+character, decoded as U+FFFD) it is counted as continuing the word: it may be the start of a letter,
+and a boundary is only counted where one can be seen.
+
+The local backends (`HFChat`, `LocalLlamaChat`) compute the scores; this module holds what they
+share: checking the request, which tokens are boundaries, how the pieces combine, the normalisation,
+and the protocol callers test a chat model against.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+# What a decoder writes for bytes that are not a whole UTF-8 character (part of a multi-byte letter).
+UNFINISHED_CHARACTER = "\ufffd"
 
 
 class OptionScoringError(ValueError):
@@ -22,7 +52,7 @@ class OptionScoringError(ValueError):
 
 @runtime_checkable
 class ScoresOptions(Protocol):
-    """A chat model that can say how likely each option is as its whole answer."""
+    """A chat model that can say how likely its answer is to start with each option."""
 
     async def option_probabilities(
         self, messages: list[dict[str, str]], options: Sequence[str]
@@ -83,7 +113,74 @@ def normalised(option_logprobs: Mapping[str, float]) -> dict[str, float]:
             )
     top = max(option_logprobs.values())
     if top == -math.inf:
-        raise OptionScoringError("every option has log-probability -inf: the model can end on none of them")
+        raise OptionScoringError(
+            "every option has log-probability -inf: the answer can start with none of them"
+        )
     weights = {option: math.exp(logprob - top) for option, logprob in option_logprobs.items()}
     total = math.fsum(weights.values())
     return {option: weight / total for option, weight in weights.items()}
+
+
+def continues_a_word(text: str) -> bool:
+    """Whether a token with this text, written right after an option, makes the option part of a
+    longer word or number: its text starts with a letter or digit (or with an unfinished character,
+    which may be the start of a letter). Every other token, empty text included, is a boundary."""
+    return bool(text) and (text[0].isalnum() or text[0] == UNFINISHED_CHARACTER)
+
+
+@dataclass(frozen=True)
+class AnswerBoundaries:
+    """Which tokens of one model's vocabulary end an option at the start of its answer (built once
+    per loaded model: the backends turn `is_boundary` into a mask over their logits)."""
+
+    pieces: tuple[str, ...]  # each token's text, by id
+    is_boundary: np.ndarray  # bool per id of the model's logits: an end token or a non-word start
+    merged: Mapping[str, tuple[int, ...]]  # a text -> tokens that are that text, then a boundary character
+
+    def merged_with(self, token: int) -> tuple[int, ...]:
+        """Tokens that write this token's text and a boundary at once ("1" -> "1.", "1)" where such
+        tokens exist): in place of an option's last token, they too start the answer with the option."""
+        return self.merged.get(self.pieces[token], ()) if 0 <= token < len(self.pieces) else ()
+
+
+def answer_boundaries(
+    pieces: Sequence[str], end_tokens: Iterable[int], vocab_size: int | None = None
+) -> AnswerBoundaries:
+    """The boundaries of a vocabulary from each token's text (by id) and the end-of-answer tokens.
+
+    `vocab_size` is the width of the model's logits when it differs from the tokenizer's length:
+    ids without a text are never boundaries (the tokenizer cannot produce them).
+    """
+    size = len(pieces) if vocab_size is None else vocab_size
+    ends = {token for token in end_tokens if 0 <= token < size}
+    is_boundary = np.zeros(size, dtype=bool)
+    merged: dict[str, list[int]] = {}
+    for token, text in enumerate(pieces[:size]):
+        is_boundary[token] = token in ends or not continues_a_word(text)
+        if token in ends:
+            continue
+        for cut in range(1, len(text)):
+            if not continues_a_word(text[cut]):
+                merged.setdefault(text[:cut], []).append(token)
+    is_boundary[sorted(ends)] = True
+    return AnswerBoundaries(
+        tuple(pieces), is_boundary, {text: tuple(tokens) for text, tokens in merged.items()}
+    )
+
+
+def answer_start_logprob(option_steps: Sequence[float], boundary: float, merged: float) -> float:
+    """log P(the answer starts with the option as a whole word or number).
+
+    `option_steps`: log P of each of the option's tokens after the prompt and the tokens before it;
+    `boundary`: log P(the next token is a boundary) after all of them; `merged`: log of the summed
+    probability, at the option's last token, of the tokens that write that token and a boundary at
+    once (-inf where there are none). The two ways to start the answer with the option are added.
+    """
+    if not option_steps:
+        raise OptionScoringError("an option with no tokens cannot be scored")
+    through_own_tokens = math.fsum(option_steps) + boundary
+    through_merged_token = math.fsum(option_steps[:-1]) + merged
+    top = max(through_own_tokens, through_merged_token)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(math.exp(through_own_tokens - top) + math.exp(through_merged_token - top))
