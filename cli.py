@@ -1,4 +1,4 @@
-"""Command line: `python cli.py augment|rejudge|culturepark|evaluate|build-dataset|train ...`.
+"""Command line: `python cli.py augment|rejudge|culturepark|evaluate|build-dataset|train|pipeline|serve ...`.
 
 This file only parses and dispatches: each command's wiring lives in its own package (commands/,
 builders/, trainers/). `main(argv) -> int` is what tests call. User errors print one line and return 2,
@@ -24,7 +24,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from builders.command import add_build_dataset_parser
-    from commands import augment, culturepark, evaluate, pipeline, rejudge
+    from commands import augment, culturepark, evaluate, pipeline, rejudge, serve
     from trainers.command import add_train_parser
 
     parser = OneLineParser(prog="cli.py", description="Culture-aware LLM data generation and fine-tuning.")
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_dataset_parser(subparsers)
     add_train_parser(subparsers)
     pipeline.add_parser(subparsers)
+    serve.add_parser(subparsers)
     return parser
 
 

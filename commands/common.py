@@ -12,7 +12,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -317,6 +317,9 @@ class PreparedRun:
     services: Any
     out: Path
     resume: bool
+    # Loads local models and checks keys and endpoints, in the loop that runs the job (API checks
+    # then take their slot in the run's gate); a bad spec fails here, before the directory is made.
+    preflight: Callable[[], Awaitable[None]] | None = None
 
 
 async def run_prepared(
@@ -330,10 +333,16 @@ async def run_prepared(
     Holds the run directory's lock and the ledger for the run's duration. A cancellation ends it the
     way Ctrl-C does (the manifest says interrupted; `--resume` goes on), and propagates.
     """
+    from agents.providers.specs import SpecError
     from graphs.runner import run_items
     from storage.run_store import RunDirError, RunStore, lock_run_dir, prepare_run_dir
 
     services = prepared.services
+    if prepared.preflight is not None:
+        try:
+            await prepared.preflight()
+        except SpecError as exc:
+            raise UserError(str(exc)) from None
     try:
         if not prepared.resume:
             prepare_run_dir(prepared.out)

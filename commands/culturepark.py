@@ -4,8 +4,8 @@ shared runner, one LangGraph thread per (culture, seed)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def prepare_culturepark(
                 f"--embedder: {settings.embedder} is not an embedding spec (embed:local, embed:openai:MODEL, ...)"
             )
         embedder = create_embedder(embedder_spec.model, services, flag="--embedder")
-        asyncio.run(preflight([generator, verifier_model], [embedder], services))
+        checks = partial(preflight, [generator, verifier_model], [embedder], services)
     except SpecError as exc:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
@@ -165,7 +165,9 @@ def prepare_culturepark(
         params=ParkParams.of(settings),
     )
     job = CultureParkJob(context, near_duplicate=settings.near_duplicate, skipped=skipped)
-    return PreparedRun("culturepark", job, items, settings, services, out, resume=resume_dir is not None)
+    return PreparedRun(
+        "culturepark", job, items, settings, services, out, resume=resume_dir is not None, preflight=checks
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,7 @@ def prepare_evaluate(
     services = run_services(settings, out, shared_gates)
     try:
         models = tuple(open_model(entry, services, settings.sample_seed) for entry in settings.models)
-        asyncio.run(preflight(list(models), [], services))
+        checks = partial(preflight, list(models), [], services)
     except SpecError as exc:
         raise UserError(str(exc)) from None
     settings = settings.model_copy(update={"out": out})
@@ -243,7 +243,9 @@ def prepare_evaluate(
         report=lambda outcomes, job, root: score_and_report(outcomes, job, root, seed=settings.sample_seed),
     )
     warm_up_plotting()
-    return PreparedRun("evaluate", job, cases, settings, services, out, resume=resume_dir is not None)
+    return PreparedRun(
+        "evaluate", job, cases, settings, services, out, resume=resume_dir is not None, preflight=checks
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +99,8 @@ def prepare_rejudge(
     services = run_services(settings, out, shared_gates)
     try:
         judge = create_judge(settings.judge, settings.threshold, services)
-        # Key, endpoint and local models are checked before the output directory is made.
-        asyncio.run(preflight(*judge_models(judge), services))
+        # Key, endpoint and local models are checked (when the run starts) before its directory is made.
+        checks = partial(preflight, *judge_models(judge), services)
     except SpecError as exc:
         raise UserError(str(exc)) from None
     job = RejudgeJob(
@@ -109,7 +109,9 @@ def prepare_rejudge(
         source=str(settings.source),
     )
     items = rejudge_items(seeds, candidates)
-    return PreparedRun("rejudge", job, items, settings, services, out, resume=resume_dir is not None)
+    return PreparedRun(
+        "rejudge", job, items, settings, services, out, resume=resume_dir is not None, preflight=checks
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ other command, and the scores, report and plots are made from answers.jsonl at t
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from functools import partial
 from pathlib import Path
@@ -166,10 +165,7 @@ def prepare_survey(
     cases = survey_cases(questions, models, settings)
     if resume_dir is None:
         new_run_dir(out)
-    try:
-        asyncio.run(preflight(list(models), [], services))
-    except SpecError as exc:
-        raise UserError(str(exc)) from None
+    checks = partial(preflight, list(models), [], services)
     if settings.suite == "wvs" and not quiet:
         for culture, found in suite.questions.items():
             if found.skipped:
@@ -197,7 +193,9 @@ def prepare_survey(
         ),
     )
     warm_up_plotting()
-    return PreparedRun("evaluate", job, cases, settings, services, out, resume=resume_dir is not None)
+    return PreparedRun(
+        "evaluate", job, cases, settings, services, out, resume=resume_dir is not None, preflight=checks
+    )
 
 
 def run_survey(settings: EvaluateSettings, resume_dir: Path | None, *, quiet: bool) -> int:

@@ -67,4 +67,8 @@ async def preflight(
         elif isinstance(embedder, ApiEmbedder) and embedder.spec.startswith("embed:openai:"):
             needs_openai = True
     if needs_openai:
-        await _check_openai_server(services.base_url, min(services.limits.timeout_s, 15.0))
+        url, key = openai_endpoint(services.base_url)
+        # The check is a request to the provider like any other: it takes a slot of the gate (a
+        # server's jobs share one per provider and key, and its limits count every request).
+        async with services.gate_for("openai", url, key).slot(0):
+            await _check_openai_server(services.base_url, min(services.limits.timeout_s, 15.0))

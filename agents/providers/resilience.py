@@ -127,6 +127,12 @@ class RateGate:
             # 2% under the limit absorbs scheduling jitter between our clock and the server's.
             per_second = limits.rpm / 60.0 / 1.02
             self.burst = max(1, int(10.0 * (limits.rpm / 60.0 - per_second)))
+            window = limits.rpm / 6.0  # what any 10 seconds may see
+            if window >= 20:
+                # One request of headroom per 10 s as well: requests leave exactly paced but reach the
+                # server a few milliseconds apart more or less, and a window measured there could
+                # otherwise catch one more than its share. (Below 120 rpm it would cost over 5%.)
+                per_second = min(per_second, (window - 1 - self.burst) / 10.0)
             self._requests = AsyncLimiter(self.burst, self.burst / per_second)
         self._tokens = AsyncLimiter(limits.tpm / 60.0, 1.0) if limits.tpm else None
         self.allowed = limits.concurrency
