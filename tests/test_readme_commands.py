@@ -27,6 +27,7 @@ import shutil
 import string
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class Entry:
     served: tuple[str, ...] = ()  # models the mock server must have been asked for
     check: Callable[[dict[str, str]], None] | None = None  # further checks of the outputs
     slow: bool = False  # loads an embedded model (or trains one)
+    long_running: bool = False  # a server: run by its own session test, not to its exit
 
     def command(self) -> str:
         text = self.readme
@@ -490,6 +492,13 @@ ENTRIES: tuple[Entry, ...] = (
         env=MOCK_OPENAI,
         outputs=("{pipeline}/eval-downstream/results.json", "{pipeline}/report.md"),
     ),
+    Entry(
+        # A server does not exit: test_readme_service_session runs it with README's curl commands.
+        name="serve",
+        readme="CULTURE_FORGE_TOKEN=$T python cli.py serve --port 8080 --runs-dir runs/ "
+        "--limit openai:rpm=3000,tpm=400000,concurrency=64",
+        long_running=True,
+    ),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}
 
@@ -704,7 +713,11 @@ def test_readme_commands_are_read_from_every_code_block():
 
 @pytest.mark.parametrize(
     "entry",
-    [pytest.param(e, id=e.name, marks=[pytest.mark.slow] if e.slow else []) for e in ENTRIES],
+    [
+        pytest.param(e, id=e.name, marks=[pytest.mark.slow] if e.slow else [])
+        for e in ENTRIES
+        if not e.long_running
+    ],
 )
 def test_readme_command_runs(entry: Entry, request, mock_server):
     ctx = {name: request.getfixturevalue(name) for name in entry.placeholders()}
@@ -743,3 +756,80 @@ def test_readme_benchmark_command_answers_help():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--repeat" in proc.stdout
+
+
+def readme_curl_commands(text: str) -> list[str]:
+    """The curl lines of README's service section, as written (comments dropped)."""
+    section = text.split("## The service:", 1)[1].split("\n## ", 1)[0]
+    lines = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL):
+        lines += [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("curl ")]
+    return lines
+
+
+@pytest.mark.slow
+def test_readme_service_session(tmp_path, mock_server):
+    """README's serve command, then its curl commands in order, exactly as written but for the port,
+    the job id and `--fail-with-body` (a 4xx or 5xx answer fails the command)."""
+    from tests.loopback import free_loopback_port
+
+    entry = BY_NAME["serve"]
+    port = free_loopback_port()
+    words = shlex.split(entry.readme)
+    assert words[0] == "CULTURE_FORGE_TOKEN=$T" and words[1:3] == ["python", "cli.py"]
+    args = [w.replace("8080", str(port)).replace("runs/", str(tmp_path / "runs")) for w in words[3:]]
+    token = "readme-session-token"
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
+    # The API the jobs' openai: models reach is the loopback server, through the server's environment.
+    env |= {"HF_HUB_OFFLINE": "1", "CULTURE_FORGE_TOKEN": token, "OPENAI_API_KEY": FAKE_KEY,
+            "OPENAI_BASE_URL": mock_server.base_url}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "cli.py", *args], cwd=ROOT, env=env, stdout=sink, stderr=sink
+        )
+    try:
+        import httpx
+
+        for _ in range(300):
+            try:
+                if httpx.get(
+                    f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {token}"}
+                ).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.2)
+        curls = readme_curl_commands(README.read_text(encoding="utf-8"))
+        assert len(curls) == 6
+        job_id = None
+        outputs = []
+        for line in curls:
+            line = line.replace("localhost:8080", f"127.0.0.1:{port}").replace(
+                "curl ", "curl -sS --fail-with-body ", 1
+            )
+            if "<id>" in line:
+                line = line.replace("<id>", job_id)
+            done = subprocess.run(
+                ["bash", "-c", line],
+                env={**env, "T": token},
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
+            assert done.returncode == 0, (line, done.stdout, done.stderr)
+            outputs.append(done.stdout)
+            if job_id is None:
+                job_id = json.loads(done.stdout)["id"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    submitted, status, cancelled, resumed, events, samples = outputs
+    assert json.loads(status)["command"] == "augment"
+    assert json.loads(cancelled)["status"] == "cancelled" and json.loads(resumed)["status"] == "queued"
+    assert "event: end" in events and '"status": "completed"' in events.rsplit("event: end", 1)[1]
+    assert len(samples.splitlines()) > 0 and all(json.loads(line)["text"] for line in samples.splitlines())
+    assert FAKE_KEY not in log.read_text() + "".join(outputs)
+    # uvicorn shuts down cleanly on SIGTERM, then ends by the signal it caught, as a process should.
+    assert server.returncode in (0, -15) and "Traceback" not in log.read_text(), log.read_text()
