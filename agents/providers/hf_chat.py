@@ -567,7 +567,8 @@ def option_logprobs(
     changes none of them. The boundary mass is one masked softmax over the whole vocabulary at each
     row's last option position. On 2 CPU cores (SmolLM2-135M, fp32, German WVS prompts) a question took
     0.43-0.50 s with 4 options and 0.53-0.67 s with 10, against 0.76-0.80 s and 2.0-2.1 s for one
-    forward pass of whole prompt+option rows.
+    forward pass of whole prompt+option rows; the boundary mass adds no measurable time (Arabic WVS
+    prompts on a busy machine: 0.77 s median against 0.78 s for the end token alone).
     """
     import torch
 

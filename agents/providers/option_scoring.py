@@ -9,16 +9,20 @@ A boundary is an end-of-answer token or any token whose text does not start with
 So "1" followed by ".", " ", ")" or "\\n" counts for option "1", and "1" followed by "0" (the answer
 "10") does not. The scores are then normalised over the options with a softmax (`normalised`).
 
-Why. The embedded SmolLM2 hardly ever answers a survey question with a bare code: it writes
-"1. Strongly agree" or "3 - ...". The previous definition, P(option's tokens, then an end token),
-described those rare bare answers, not what the model says. Ending the answer is one kind of boundary,
-so the new definition contains the old one; requiring a boundary (not just the option's tokens) is what
-still keeps "1" from collecting the probability of "10", which starts with the same token.
+Why. The embedded SmolLM2 hardly ever answers a survey question with a bare code: greedily it writes
+"1. Strongly agree" (every WVS seed question, in every culture tried). The previous definition,
+P(option's tokens, then an end token), described those rare bare answers, not what the model says: on
+10 Arabic WVS questions the codes, so scored, covered ~2 % of the model's answers and their argmax was
+the greedy answer's code on none of them; scored as answer starts they cover ~36 % and the argmax is
+the greedy answer's code on all 10, on both backends. Ending the answer is one kind of boundary, so the
+new definition contains the old one; requiring a boundary (not just the option's tokens) is what still
+keeps "1" from collecting the probability of "10", which starts with the same token.
 
 Tokens that carry the option and its boundary at once. Some tokenizers have tokens such as "1." or
 " agree,": a model that writes one of them starts its answer with the option, but through a token that
 is not the option's own last token. So the mass of every token whose text is the option's last
-token's text followed by a non-letter, non-digit character is added at that position (`merged_with`).
+token's text, then a character that is not a letter or digit (then anything), is added at that
+position (`merged_with`).
 SmolLM2's tokenizer has no such token: its pre-tokenizer splits every digit and every run of
 punctuation into tokens of their own ("1." is "1", "."; "10" is "1", "0"; the vocabulary holds no
 token of digits followed by punctuation), so for it this term is zero; it is kept so that `hf:` models
