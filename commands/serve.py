@@ -45,6 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(e.g. openai:rpm=3000,tpm=400000,concurrency=64). Repeat per provider (openai, google).",
     )
     p.add_argument(
+        "--allow-base-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="An OpenAI-compatible server jobs may name as base_url (repeatable). Jobs use the server's "
+        "key, so by default they may name none: they reach OPENAI_BASE_URL or the OpenAI API.",
+    )
+    p.add_argument(
         "--max-jobs", type=int, default=4, help="Jobs running at once; later ones queue (default 4)."
     )
     p.add_argument(
@@ -125,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: not a port number")
     try:
-        manager = JobManager(args.runs_dir, GateRegistry(limits), max_jobs=args.max_jobs)  # type: ignore[arg-type]
+        manager = JobManager(
+            args.runs_dir,
+            GateRegistry(limits),  # type: ignore[arg-type]
+            max_jobs=args.max_jobs,
+            allowed_base_urls=tuple(args.allow_base_url),
+        )
     except JobTableError as exc:
         raise UserError(f"--runs-dir {args.runs_dir}: {exc}") from None
     app = create_app(manager, token=token, max_body_bytes=args.max_request_bytes)

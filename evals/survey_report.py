@@ -255,6 +255,16 @@ def _wvs_cultures(results: dict[str, Any]) -> list[str]:
     return [c["culture"] for c in results["models"][0]["cultures"]]
 
 
+def _legend_below(fig: Any, ax: Any, entries: int) -> None:
+    """One legend for the figure, under the panels: inside a panel it covered bars (model labels
+    with an adapter's path are long)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1 if entries > 2 else entries, fontsize="small",
+               frameon=False)  # fmt: skip
+    rows = entries if entries > 2 else 1
+    fig.tight_layout(rect=(0, min(0.03 + 0.05 * rows, 0.4), 1, 1))
+
+
 def plot_wvs(results: dict[str, Any], path: Path) -> Path:
     import matplotlib
 
@@ -278,9 +288,8 @@ def plot_wvs(results: dict[str, Any], path: Path) -> Path:
             ax.bar(x + index * width, values, width, yerr=[low, high], capsize=3, label=model["model"])
         ax.set_xticks(x + width * (len(results["models"]) - 1) / 2, cultures, rotation=30, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(title)
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
+        ax.set_title(title, fontsize="medium")
+    _legend_below(fig, axes[0], len(results["models"]))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -297,7 +306,10 @@ def plot_hofstede(results: dict[str, Any], path: Path) -> Path:
     cultures = [c["culture"] for c in results["models"][0]["cultures"]]
     columns = min(3, len(cultures))
     rows = -(-len(cultures) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    # At least 6.4 inches wide, so the title fits over a single culture's panel.
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(max(6.4, 4.2 * columns), 3.2 * rows + 0.8), squeeze=False
+    )
     series = 1 + len(results["models"])
     width = 0.8 / series
     x = np.arange(len(dims))
@@ -315,9 +327,8 @@ def plot_hofstede(results: dict[str, Any], path: Path) -> Path:
         ax.axhline(0, color="black", linewidth=0.5)
     for position in range(len(cultures), rows * columns):
         axes[position // columns][position % columns].axis("off")
-    axes[0][0].legend(fontsize="small")
     fig.suptitle("Hofstede dimensions: survey vs model (VSM 2013 formulas)")
-    fig.tight_layout()
+    _legend_below(fig, axes[0][0], series)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -257,7 +257,7 @@ class ManifestBuilder:
             "llm_calls_replayed": replayed,
             "usage_by_step": usage,
             "ledger": self._ledger_counts(),
-            "rate": self.services.gate.report(time.perf_counter() - self._clock),
+            "rate": self.services.rate_report(time.perf_counter() - self._clock),
         }
         if error:
             segment["error"] = error

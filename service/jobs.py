@@ -138,9 +138,18 @@ def _clean_settings(settings: BaseModel) -> dict[str, Any]:
 class JobManager:
     """Accepts, runs, cancels and resumes the server's jobs."""
 
-    def __init__(self, runs_dir: Path, gates: GateRegistry, *, max_jobs: int = 4) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        gates: GateRegistry,
+        *,
+        max_jobs: int = 4,
+        allowed_base_urls: tuple[str, ...] = (),
+    ) -> None:
         self.runs_dir = runs_dir.resolve()
         self.gates = gates
+        # The server sends its own provider key to a job's base URL: a job may only name one of these.
+        self.allowed_base_urls = {url.rstrip("/") for url in allowed_base_urls}
         self.table = JobTable(self.runs_dir)
         self.kinds = job_kinds()
         self.max_jobs = max_jobs
@@ -172,6 +181,13 @@ class JobManager:
             problem = exc.errors()[0]
             message = problem["msg"].removeprefix("Value error, ")
             raise InvalidJob(("args", *problem["loc"]), message) from None
+        base_url = getattr(settings, "base_url", None)
+        if base_url is not None and base_url.rstrip("/") not in self.allowed_base_urls:
+            raise InvalidJob(
+                ("args", "base_url"),
+                "not one the server allows (serve --allow-base-url URL): jobs run with the server's "
+                "provider key, which must not be sent to a server a job names",
+            )
         return kind, settings
 
     def submit(self, command: Any, args: Any) -> JobRecord:

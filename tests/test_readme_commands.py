@@ -189,6 +189,17 @@ def evaluate_resumed(ctx: dict[str, str]) -> None:
 MOCK_OPENAI = (("OPENAI_API_KEY", "{key}"), ("OPENAI_BASE_URL", "{mock}"))
 
 
+def read_by_logprobs(out: str, questions: int) -> Callable[[dict[str, str]], None]:
+    """The default distribution of an openai: model: one first-token logprob reading per question."""
+
+    def check(ctx: dict[str, str]) -> None:
+        answers = json_lines(Path(out.format(**ctx)) / "answers.jsonl")
+        assert len(answers) == questions and all(a["sample"] == -1 for a in answers)
+        assert all(sum(a["probabilities"].values()) > 0.999 for a in answers)
+
+    return check
+
+
 def augment_outputs(out: str) -> tuple[str, ...]:
     return (f"{{tmp}}/{out}/samples.jsonl", f"{{tmp}}/{out}/manifest.json")
 
@@ -438,18 +449,18 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         name="evaluate-wvs",
-        readme="python cli.py evaluate --suite wvs --model openai:gpt-4o-mini --culture Arabic --samples 10 "
-        "--temperature 1",
-        replace=(("--samples 10", "--samples 2"),),
+        readme="python cli.py evaluate --suite wvs --model openai:gpt-4o-mini --culture Arabic",
         extra=("--out", "{tmp}/wvs"),
         env=MOCK_OPENAI,
         served=("gpt-4o-mini",),
         outputs=("{tmp}/wvs/answers.jsonl", "{tmp}/wvs/report.md", "{tmp}/wvs/weak_questions/Arabic.jsonl"),
         stderr=("Arabic: 2 question(s) its countries never asked are skipped: Q36, Q226",),
+        check=read_by_logprobs("{tmp}/wvs", questions=48),
     ),
     Entry(
         name="evaluate-hofstede",
-        readme="python cli.py evaluate --suite hofstede --model openai:gpt-4o-mini --samples 10 --temperature 1",
+        readme="python cli.py evaluate --suite hofstede --model openai:gpt-4o-mini --distribution samples "
+        "--samples 10 --temperature 1",
         replace=(("--samples 10", "--samples 2"),),
         extra=("--out", "{tmp}/hofstede"),
         env=MOCK_OPENAI,

@@ -89,11 +89,13 @@ def mock(no_provider_env):
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, mock):
     started: list[ServeProcess] = []
 
     def start(*flags: str, runs: Path | None = None) -> ServeProcess:
-        server = ServeProcess(runs or tmp_path / "runs", *flags).start()
+        # Jobs name the loopback server as their base_url, which a server must allow explicitly.
+        allow = ("--allow-base-url", mock.base_url)
+        server = ServeProcess(runs or tmp_path / "runs", *allow, *flags).start()
         started.append(server)
         return server
 
@@ -150,6 +152,8 @@ def test_two_jobs_together_stay_within_the_server_wide_rpm_and_share_it(tmp_path
         big_job = wait_for(client, big.json()["id"], finished)
         small_job = wait_for(client, small.json()["id"], finished)
     assert big_job["status"] == small_job["status"] == "completed"
+    shared = big_job["manifest"]["segments"][-1]["rate"]["shared_gates"]  # the manifest says which gate
+    assert [gate["rpm_limit"] for name, gate in shared.items() if name.startswith("openai ")] == [rpm]
 
     times = sorted(r.arrived or r.at for r in mock.requests(path_suffix=""))
     assert len(times) > rpm / 6, "too few requests to test the limit"
@@ -284,6 +288,8 @@ def test_an_invalid_job_is_422_naming_the_field_and_runs_nothing(tmp_path, mock,
         ({"command": "train", "args": {}}, ["body", "command"]),
         ({"command": "evaluate", "args": {"suite": "quiz"}}, ["body", "args", "suite"]),
         ({"args": {}}, ["body", "command"]),
+        # The server's key must not go to a server a job names.
+        ({"command": "augment", "args": {"base_url": "http://127.0.0.1:9/v1"}}, ["body", "args", "base_url"]),
     ]
     with server.client() as client:
         for body, loc in cases:

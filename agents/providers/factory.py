@@ -47,6 +47,7 @@ class ModelServices:
     def __post_init__(self) -> None:
         self.gate = RateGate(self.limits)
         self.policy = RetryPolicy(self.limits)
+        self._shared_used: dict[str, RateGate] = {}
 
     def gate_for(self, provider: str, endpoint: str | None = None, key: str = "") -> RateGate:
         """The gate an API model's calls go through: the server's gate for this provider, endpoint
@@ -56,7 +57,21 @@ class ModelServices:
             return self.gate
         # The key is told apart by a digest: gates are listed on status pages, keys never are.
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.shared_gates.gate(provider, f"{shown_url(endpoint) if endpoint else 'default'}|{digest}")
+        where = shown_url(endpoint) if endpoint else "default"
+        gate = self.shared_gates.gate(provider, f"{where}|{digest}")
+        self._shared_used[f"{provider} {where}"] = gate
+        return gate
+
+    def rate_report(self, seconds: float) -> dict[str, Any]:
+        """The manifest's `rate`: the run's own gate, and the server-wide gates its calls went
+        through (their counts are the whole server's, every job's, since they started)."""
+        report: dict[str, Any] = self.gate.report(seconds)
+        if self._shared_used:
+            report["shared_gates"] = {
+                name: {**gate.report(seconds), "note": "server-wide, all jobs"}
+                for name, gate in self._shared_used.items()
+            }
+        return report
 
 
 def connection_pool_size(services: ModelServices) -> int:
