@@ -108,6 +108,13 @@ def augment_args(mock, **extra) -> dict:
     return {"generator": "openai:mock-model", "base_url": mock.base_url} | extra
 
 
+def submit(client: httpx.Client, command: str, args: dict) -> dict:
+    """A new job (it must be accepted)."""
+    answer = client.post("/v1/jobs", json={"command": command, "args": args})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
 def wait_for(client: httpx.Client, job_id: str, done, timeout: float = 240.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -131,26 +138,12 @@ def test_two_jobs_together_stay_within_the_server_wide_rpm_and_share_it(tmp_path
     rpm = 180  # 30 requests in any 10 seconds, for both jobs together
     server = serve("--limit", f"openai:rpm={rpm},concurrency=8")
     with server.client() as client:
-        # Told apart at the mock server by their sampling seeds (sample_seed x 1000 + attempt).
-        big = client.post(
-            "/v1/jobs",
-            json={
-                "command": "augment",
-                "args": augment_args(mock, limit=10, n=3, generator="openai:mock-big"),
-            },
-        )
-        assert big.status_code == 201, big.text
+        # Told apart at the mock server by the model each asks for.
+        big = submit(client, "augment", augment_args(mock, limit=10, n=3, generator="openai:mock-big"))
         time.sleep(1.0)  # the big job has its queue full before the small one comes
-        small = client.post(
-            "/v1/jobs",
-            json={
-                "command": "augment",
-                "args": augment_args(mock, limit=1, n=3, generator="openai:mock-small"),
-            },
-        )
-        assert small.status_code == 201, small.text
-        big_job = wait_for(client, big.json()["id"], finished)
-        small_job = wait_for(client, small.json()["id"], finished)
+        small = submit(client, "augment", augment_args(mock, limit=1, n=3, generator="openai:mock-small"))
+        big_job = wait_for(client, big["id"], finished)
+        small_job = wait_for(client, small["id"], finished)
     assert big_job["status"] == small_job["status"] == "completed"
     shared = big_job["manifest"]["segments"][-1]["rate"]["shared_gates"]  # the manifest says which gate
     assert [gate["rpm_limit"] for name, gate in shared.items() if name.startswith("openai ")] == [rpm]
@@ -180,9 +173,7 @@ def test_a_job_survives_a_server_sigkill_and_finishes_as_if_uninterrupted(tmp_pa
     runs = tmp_path / "runs"
     server = serve(runs=runs)
     with server.client() as client:
-        job = client.post(
-            "/v1/jobs", json={"command": "augment", "args": augment_args(mock, limit=6, n=3, concurrency=2)}
-        ).json()
+        job = submit(client, "augment", augment_args(mock, limit=6, n=3, concurrency=2))
     run_dir = Path(job["run_dir"])
     deadline = time.monotonic() + 120
     while progress_lines(run_dir) < 2 and time.monotonic() < deadline:
@@ -208,9 +199,7 @@ def test_a_job_survives_a_server_sigkill_and_finishes_as_if_uninterrupted(tmp_pa
 def test_a_cancelled_job_is_left_resumable_and_resumes_to_the_end(tmp_path, mock, serve):
     server = serve()
     with server.client() as client:
-        job = client.post(
-            "/v1/jobs", json={"command": "augment", "args": augment_args(mock, limit=6, n=3, concurrency=2)}
-        ).json()
+        job = submit(client, "augment", augment_args(mock, limit=6, n=3, concurrency=2))
         run_dir = Path(job["run_dir"])
         wait_for(client, job["id"], lambda j: progress_lines(run_dir) >= 1)
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel")
@@ -236,9 +225,7 @@ def test_a_cancelled_job_is_left_resumable_and_resumes_to_the_end(tmp_path, mock
 def test_every_route_wants_the_token(tmp_path, mock, serve):
     server = serve()
     with server.client() as client:
-        job = client.post(
-            "/v1/jobs", json={"command": "augment", "args": augment_args(mock, limit=1, n=1)}
-        ).json()
+        job = submit(client, "augment", augment_args(mock, limit=1, n=1))
         routes = client.get("/openapi.json").json()["paths"]
     assert sum(len(methods) for methods in routes.values()) == 9  # the API's every operation
     calls = [("GET", "/docs"), ("GET", "/openapi.json")]
@@ -255,9 +242,7 @@ def test_every_route_wants_the_token(tmp_path, mock, serve):
 def test_a_file_path_cannot_leave_the_run_directory(tmp_path, mock, serve):
     server = serve()
     with server.client() as client:
-        job = client.post(
-            "/v1/jobs", json={"command": "augment", "args": augment_args(mock, limit=1, n=1)}
-        ).json()
+        job = submit(client, "augment", augment_args(mock, limit=1, n=1))
         wait_for(client, job["id"], finished)
         assert client.get(f"/v1/jobs/{job['id']}/files/manifest.json").json()["status"] == "completed"
         assert "samples.jsonl" in client.get(f"/v1/jobs/{job['id']}/files").json()

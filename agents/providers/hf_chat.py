@@ -33,7 +33,6 @@ import json
 import math
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -49,11 +48,9 @@ from pydantic import Field, PrivateAttr
 from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, run_local
 from agents.providers.option_scoring import (
     AnswerBoundaries,
+    ScoresAnswerStarts,
     answer_boundaries,
     answer_start_logprob,
-    checked_messages,
-    checked_options,
-    normalised,
 )
 from agents.providers.specs import TRAIN_SUMMARY, SpecError
 
@@ -617,7 +614,7 @@ def _role(message: BaseMessage) -> str:
     return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
 
 
-class HFChat(BaseChatModel):
+class HFChat(ScoresAnswerStarts, BaseChatModel):
     """A transformers chat model whose concurrent calls are answered in shared batches."""
 
     base: str = Field(
@@ -674,27 +671,6 @@ class HFChat(BaseChatModel):
 
     async def aload(self) -> LoadedModel:
         return await run_local(self.load)
-
-    async def option_probabilities(
-        self, messages: list[dict[str, str]], options: Sequence[str]
-    ) -> dict[str, float]:
-        """P(the answer starts with the option as a whole word or number) for each option, normalised
-        over the options: "1. Strongly agree" and "1" both count for "1", "10" does not.
-
-        Scored on the local-compute thread, outside the generation batches: one prompt read and one
-        batched step for all the options (option_logprobs). Bad messages or options raise
-        OptionScoringError in one line.
-        """
-        return normalised(await self.answer_start_logprobs(messages, options))
-
-    async def answer_start_logprobs(
-        self, messages: list[dict[str, str]], options: Sequence[str]
-    ) -> dict[str, float]:
-        """log P(the answer starts with the option as a whole word or number) for each option, not
-        normalised: where no option starts another, their exponentials add up to the share of the
-        model's answers that start with one of the options."""
-        plain, listed = checked_messages(messages), checked_options(options)
-        return await run_local(self._option_logprobs, plain, listed)
 
     def answer_boundaries(self) -> AnswerBoundaries:
         """The loaded model's boundary tokens (built on first use, then kept with the model)."""

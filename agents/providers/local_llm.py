@@ -16,7 +16,6 @@ import ctypes
 import math
 import os
 import threading
-from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,9 @@ from agents.providers.local_compute import LOCAL_COMPUTE, release_freed_memory, 
 from agents.providers.option_scoring import (
     AnswerBoundaries,
     OptionScoringError,
+    ScoresAnswerStarts,
     answer_boundaries,
     answer_start_logprob,
-    checked_messages,
-    checked_options,
-    normalised,
 )
 from storage.packaged import PackagedFileMissing, packaged_file
 
@@ -284,7 +281,7 @@ def _role(message: BaseMessage) -> str:
     return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
 
 
-class LocalLlamaChat(BaseChatModel):
+class LocalLlamaChat(ScoresAnswerStarts, BaseChatModel):
     """A GGUF chat model run in-process by llama-cpp-python, using the chat template in the file."""
 
     model_path: str = Field(description="Path of the GGUF file.")
@@ -351,27 +348,6 @@ class LocalLlamaChat(BaseChatModel):
     ) -> ChatResult:
         # Inference is CPU-bound: run it in a worker thread so the event loop keeps serving other seeds.
         return await run_local(self._generate, messages, stop, None, **kwargs)
-
-    async def option_probabilities(
-        self, messages: list[dict[str, str]], options: Sequence[str]
-    ) -> dict[str, float]:
-        """P(the answer starts with the option as a whole word or number) for each option, normalised
-        over the options: "1. Strongly agree" and "1" both count for "1", "10" does not.
-
-        The raw model's probabilities: no repeat penalty or other sampling setting applies (greedy
-        generation matches their argmax with repeat_penalty=1.0). Bad messages or options raise
-        OptionScoringError in one line.
-        """
-        return normalised(await self.answer_start_logprobs(messages, options))
-
-    async def answer_start_logprobs(
-        self, messages: list[dict[str, str]], options: Sequence[str]
-    ) -> dict[str, float]:
-        """log P(the answer starts with the option as a whole word or number) for each option, not
-        normalised: where no option starts another, their exponentials add up to the share of the
-        model's answers that start with one of the options."""
-        plain, listed = checked_messages(messages), checked_options(options)
-        return await run_local(self._option_logprobs, plain, listed)
 
     def answer_boundaries(self) -> AnswerBoundaries:
         """The loaded model's boundary tokens (built on first use, then kept for the process)."""

@@ -188,3 +188,33 @@ def answer_start_logprob(option_steps: Sequence[float], boundary: float, merged:
     if top == -math.inf:
         return -math.inf
     return top + math.log(math.exp(through_own_tokens - top) + math.exp(through_merged_token - top))
+
+
+class ScoresAnswerStarts:
+    """The option-probability methods both local backends share; a backend supplies
+    `_option_logprobs(messages, options)`, run on the local-compute thread."""
+
+    def _option_logprobs(self, messages: list[dict[str, str]], options: list[str]) -> dict[str, float]:
+        raise NotImplementedError
+
+    async def option_probabilities(
+        self, messages: list[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """P(the answer starts with the option as a whole word or number) for each option, normalised
+        over the options: "1. Strongly agree" and "1" both count for "1", "10" does not.
+
+        The raw model's probabilities: no repeat penalty or other sampling setting applies. Bad
+        messages or options raise OptionScoringError in one line.
+        """
+        return normalised(await self.answer_start_logprobs(messages, options))
+
+    async def answer_start_logprobs(
+        self, messages: list[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """log P(the answer starts with the option as a whole word or number) for each option, not
+        normalised: where no option starts another, their exponentials add up to the share of the
+        model's answers that start with one of the options."""
+        from agents.providers.local_compute import run_local
+
+        plain, listed = checked_messages(messages), checked_options(options)
+        return await run_local(self._option_logprobs, plain, listed)
