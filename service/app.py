@@ -251,15 +251,14 @@ def create_app(manager: JobManager, *, token: str | None, max_body_bytes: int = 
         found(job_id)
         stream = manager.events(job_id)
         last = request.headers.get("last-event-id", "")
-        start = int(last) + 1 if last.isdigit() else 0
+        seen_before = int(last) if last.isdigit() else -1
 
         async def lines() -> AsyncIterator[str]:
-            seen = start
+            seen = seen_before
             while True:
-                while seen < len(stream.history):
-                    event, data = stream.history[seen]
-                    yield f"id: {seen}\nevent: {event}\ndata: {json.dumps(data)}\n\n"
-                    seen += 1
+                for number, event, data in stream.after(seen):
+                    yield f"id: {number}\nevent: {event}\ndata: {json.dumps(data)}\n\n"
+                    seen = number
                     if event == "end":
                         return
                 try:

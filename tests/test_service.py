@@ -219,7 +219,8 @@ def test_a_cancelled_job_is_left_resumable_and_resumes_to_the_end(tmp_path, mock
     assert manifest["status"] == "completed" and len(manifest["segments"]) == 2
     # The event stream replays the job's life from the start and ends with its end.
     assert "event: end" in events and '"status": "completed"' in events.split("event: end")[-1]
-    assert events.count("event: progress") >= 6
+    last_progress = events.rsplit("event: progress\ndata: ", 1)[1].split("\n", 1)[0]
+    assert json.loads(last_progress) == {"done": 6, "failed": 0, "total": 6}
 
 
 def test_every_route_wants_the_token(tmp_path, mock, serve):
