@@ -53,24 +53,29 @@ def _new_settings(args: argparse.Namespace) -> RejudgeSettings:
     """Settings of a new re-judge: flags first, the source run's own judge, threshold and m after."""
     if args.source is None:
         raise UserError("rejudge: name the augment run to re-judge (or --resume a rejudge run)")
-    manifest = read_run_manifest("rejudge:", args.source, "augment")
+    out = args.out or args.source / ("rejudge-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
+    values = with_source_defaults(args.source, explicit_flags(args, RejudgeSettings))
+    return validated(RejudgeSettings, {**values, "out": out})
+
+
+def with_source_defaults(source: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """A new re-judge's settings values: those `given`, then the source run's own judge, threshold,
+    m and base URL for the rest (so the manifest records what was used). The command line and the
+    server's rejudge jobs both start here; a source that is no finished augment run is a UserError."""
+    manifest = read_run_manifest("rejudge:", source, "augment")
     if manifest.get("status") not in FINISHED:
         raise UserError(
-            f"rejudge: {args.source} is not a finished augment run (status {manifest.get('status')!r})"
+            f"rejudge: {source} is not a finished augment run (status {manifest.get('status')!r})"
         )
     config = manifest["config"]
-    given = explicit_flags(args, RejudgeSettings)
-    out = args.out or args.source / ("rejudge-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
-    values = {
+    return {
         "judge": config.get("judge"),
         "threshold": config.get("threshold"),
         "m": config.get("m"),
         **given,
-        "source": args.source,
-        "out": out,
-        "base_url": stored_base_url(config.get("base_url"), args.base_url, "rejudge"),
+        "source": source,
+        "base_url": stored_base_url(config.get("base_url"), given.get("base_url"), "rejudge"),
     }
-    return validated(RejudgeSettings, values)
 
 
 def prepare_rejudge(

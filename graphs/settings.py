@@ -5,7 +5,7 @@ graph parameters, so no knob or default is written out twice."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -272,6 +272,12 @@ class ModelEntry(BaseModel):
 
     spec: str
     adapter: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_spec(cls, value: Any) -> Any:
+        # A bare spec is the usual way to name a model (a server job's "models": ["openai:gpt-4o"]).
+        return {"spec": value} if isinstance(value, str) else value
 
     @property
     def name(self) -> str:

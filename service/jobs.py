@@ -61,6 +61,9 @@ class JobKind:
     # Settings that name another run's directory: a relative one is read inside the runs directory,
     # so a job can name an earlier job's output by its id ({"source": "3f2a9c0d1e4b"}).
     run_dirs: tuple[str, ...] = ()
+    # The command's own defaults that depend on other settings (rejudge: the source run's judge,
+    # threshold and m); raises UserError naming what is wrong.
+    complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def job_kinds() -> dict[str, JobKind]:
@@ -68,12 +71,18 @@ def job_kinds() -> dict[str, JobKind]:
     from commands.augment import prepare_augment
     from commands.culturepark import prepare_culturepark
     from commands.evaluate import prepare_evaluate
-    from commands.rejudge import prepare_rejudge
+    from commands.rejudge import prepare_rejudge, with_source_defaults
     from graphs.settings import AugmentSettings, CultureParkSettings, EvaluateSettings, RejudgeSettings
 
     kinds = [
         JobKind("augment", AugmentSettings, prepare_augment),
-        JobKind("rejudge", RejudgeSettings, prepare_rejudge, run_dirs=("source",)),
+        JobKind(
+            "rejudge",
+            RejudgeSettings,
+            prepare_rejudge,
+            run_dirs=("source",),
+            complete=lambda values: with_source_defaults(Path(values.get("source", "")), values),
+        ),
         JobKind("culturepark", CultureParkSettings, prepare_culturepark),
         JobKind("build-dataset", BuildSettings, None, run_dirs=("samples", "culturepark")),
         JobKind("evaluate", EvaluateSettings, prepare_evaluate, run_dirs=("validation_of",)),
@@ -185,6 +194,13 @@ class JobManager:
         for name in kind.run_dirs:
             if isinstance(values.get(name), str) and not Path(values[name]).is_absolute():
                 values[name] = str(self.runs_dir / values[name])
+        if kind.complete is not None:
+            if not isinstance(values.get("source"), str):
+                raise InvalidJob(("args", "source"), "required: the run directory (or job id) to work on")
+            try:
+                values = kind.complete(values)
+            except UserError as exc:
+                raise InvalidJob(("args", "source"), redact_urls(str(exc))) from None
         try:
             settings = kind.settings.model_validate({**values, "out": str(self.runs_dir / "_validating")})
         except ValidationError as exc:

@@ -274,6 +274,7 @@ def test_an_invalid_job_is_422_naming_the_field_and_runs_nothing(tmp_path, mock,
         ({"command": "train", "args": {}}, ["body", "command"]),
         ({"command": "evaluate", "args": {"suite": "quiz"}}, ["body", "args", "suite"]),
         ({"args": {}}, ["body", "command"]),
+        ({"command": "rejudge", "args": {"source": "no-such-job"}}, ["body", "args", "source"]),
         # The server's key must not go to a server a job names.
         ({"command": "augment", "args": {"base_url": "http://127.0.0.1:9/v1"}}, ["body", "args", "base_url"]),
     ]
@@ -297,3 +298,31 @@ def test_the_server_refuses_another_interface_without_a_token(tmp_path):
     assert done.stderr.startswith("error: --host 0.0.0.0:") and "CULTURE_FORGE_TOKEN" in done.stderr
     assert done.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_job_kind_runs_and_a_job_can_name_an_earlier_one_by_its_id(tmp_path, mock, serve):
+    server = serve()
+    api = {"base_url": mock.base_url}
+    embed = "embed:openai:mock-embed"
+    with server.client() as client:
+        augment = submit(client, "augment", augment_args(mock, limit=2, n=2, judge=[embed]))
+        park = submit(client, "culturepark", {**api, "culture": "Arabic", "limit": 1, "turns": 1,
+                                              "generator": "openai:mock-model", "verifier": "llm:openai:mock-judge",
+                                              "embedder": embed})  # fmt: skip
+        survey = submit(client, "evaluate", {**api, "suite": "hofstede", "culture": "German",
+                                             "models": ["openai:mock-a"]})  # fmt: skip
+        assert wait_for(client, augment["id"], finished)["status"] == "completed"
+        # Later jobs name the augment job's run by its id: relative paths are read in the runs directory.
+        rejudge = submit(
+            client, "rejudge", {**api, "source": augment["id"], "judge": [embed], "threshold": 0.5}
+        )
+        built = submit(
+            client, "build-dataset", {"culture": "Arabic", "samples": f"{augment['id']}/samples.jsonl"}
+        )
+        jobs = {name: wait_for(client, job["id"], finished) for name, job in
+                [("culturepark", park), ("evaluate", survey), ("rejudge", rejudge), ("build-dataset", built)]}  # fmt: skip
+        files = {name: client.get(f"/v1/jobs/{job['id']}/files").json() for name, job in jobs.items()}
+    assert {name: job["status"] for name, job in jobs.items()} == dict.fromkeys(jobs, "completed"), jobs
+    assert "opinions.jsonl" in files["culturepark"] and "results.json" in files["evaluate"]
+    assert "samples.jsonl" in files["rejudge"] and "labels.jsonl" in files["build-dataset"]
+    assert jobs["rejudge"]["manifest"]["config"]["source"] == str(server.runs.resolve() / augment["id"])
