@@ -41,9 +41,10 @@ from storage.jobs import (
     RUNNING,
     JobRecord,
     JobTable,
+    JobTableError,
     new_job_id,
 )
-from storage.run_store import MANIFEST
+from storage.run_store import MANIFEST, RunDirError, lock_run_dir
 
 # Settings fields a job may not set: where a job writes is the server's choice (runs_dir/<id>).
 SERVER_CHOSEN = ("out",)
@@ -170,6 +171,12 @@ class JobManager:
         # The server sends its own provider key to a job's base URL: a job may only name one of these.
         self.allowed_base_urls = {url.rstrip("/") for url in allowed_base_urls}
         self.table = JobTable(self.runs_dir)
+        # One server per runs directory: a second would resume the same jobs into the same runs.
+        try:
+            self._lock = lock_run_dir(self.runs_dir)
+        except RunDirError:
+            self.table.close()
+            raise JobTableError(f"{self.runs_dir} is in use by another server") from None
         self.kinds = job_kinds()
         self.max_jobs = max_jobs
         self._slots: asyncio.Semaphore | None = None
@@ -292,6 +299,7 @@ class JobManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.table.close()
+        self._lock.close()
 
     def _launch(self, job_id: str) -> None:
         self._events[job_id] = JobEvents()
@@ -306,6 +314,7 @@ class JobManager:
             async with self._slots:
                 self.table.started(job_id)
                 events.publish("status", {"status": RUNNING})
+                _log(f"job {job_id} ({self.get(job_id).command}): running")
                 with call_tenant(job_id):
                     status = await self._execute(self.get(job_id), events)
         except asyncio.CancelledError:
@@ -319,6 +328,7 @@ class JobManager:
             print(f"job {job_id} failed: {error}", file=sys.stderr)
         self._cancel_requested.discard(job_id)
         self.table.set_status(job_id, status, error)
+        _log(f"job {job_id}: {status}" + (f" ({error})" if error else ""))
         events.publish("end", {"status": status, "error": error})
 
     async def _execute(self, record: JobRecord, events: JobEvents) -> str:
@@ -361,6 +371,12 @@ def _clear_unstarted(out: Path) -> None:
     it): what is in it is made again, so it may go."""
     if out.is_dir() and not (out / MANIFEST).exists():
         shutil.rmtree(out)
+
+
+def _log(line: str) -> None:
+    """One line on the server's output per job event worth reading there (never a key: messages are
+    redacted before they get here)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _warn(job_id: str) -> Callable[[str], None]:

@@ -326,3 +326,11 @@ def test_every_job_kind_runs_and_a_job_can_name_an_earlier_one_by_its_id(tmp_pat
     assert "opinions.jsonl" in files["culturepark"] and "results.json" in files["evaluate"]
     assert "samples.jsonl" in files["rejudge"] and "labels.jsonl" in files["build-dataset"]
     assert jobs["rejudge"]["manifest"]["config"]["source"] == str(server.runs.resolve() / augment["id"])
+
+
+def test_a_second_server_on_the_same_runs_directory_is_refused(tmp_path, mock, serve):
+    server = serve()
+    command = [sys.executable, "cli.py", "serve", "--port", "1", "--runs-dir", str(server.runs)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "in use by another server" in done.stderr, done.stderr
