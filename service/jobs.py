@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -320,12 +321,11 @@ class JobManager:
         except asyncio.CancelledError:
             if job_id not in self._cancel_requested:  # the server is stopping: resume at next start
                 raise
-            status, error = CANCELLED, "cancelled; POST /v1/jobs/{id}/resume goes on where it stopped"
+            status, error = CANCELLED, f"cancelled; POST /v1/jobs/{job_id}/resume goes on where it stopped"
         except (UserError, FatalModelError) as exc:
             error = redact_urls(str(exc))
         except Exception as exc:  # a bug or an unexpected library error: the job fails, the server lives
-            error = redact_urls(f"{type(exc).__name__}: {exc}")
-            print(f"job {job_id} failed: {error}", file=sys.stderr)
+            error = redact_urls(f"{type(exc).__name__}: {exc}")  # logged with the job's end below
         self._cancel_requested.discard(job_id)
         self.table.set_status(job_id, status, error)
         _log(f"job {job_id}: {status}" + (f" ({error})" if error else ""))
@@ -388,8 +388,6 @@ def _warn(job_id: str) -> Callable[[str], None]:
 
 def job_view(record: JobRecord, events: JobEvents | None) -> dict[str, Any]:
     """A job as the API shows it: no keys (there are none in settings), URLs' credentials hidden."""
-    import json
-
     manifest: dict[str, Any] | None = None
     with contextlib.suppress(OSError, ValueError):
         manifest = json.loads((record.out / MANIFEST).read_text(encoding="utf-8"))

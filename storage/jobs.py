@@ -71,10 +71,6 @@ class JobRecord:
     finished: str | None
     starts: int  # how many times a server started (or resumed) it
 
-    @property
-    def resumable(self) -> bool:
-        return self.status in (CANCELLED, FAILED) or self.status in UNFINISHED
-
 
 class JobTable:
     """Jobs by id, persisted in `runs_dir/jobs.sqlite`."""
