@@ -115,14 +115,14 @@ def _selected(culture: str, known: list[str]) -> list[str]:
 
 def survey_cases(questions, models, settings: EvaluateSettings) -> list[Any]:
     """Each model's cases: one per question where it gives option probabilities, else --samples per question."""
-    from graphs.survey import PROBABILITIES, SurveyCase, gives_probabilities
+    from graphs.survey import PROBABILITIES, SurveyCase
 
     cases = []
     for index, (model, entry) in enumerate(zip(models, settings.models, strict=True)):
         probabilities = settings.distribution == "probabilities" or (
-            settings.distribution == "auto" and gives_probabilities(model)
+            settings.distribution == "auto" and model.gives_option_probabilities
         )
-        if probabilities and not gives_probabilities(model):
+        if probabilities and not model.gives_option_probabilities:
             raise UserError(
                 f"--distribution probabilities: --model {entry.name} gives no option probabilities "
                 "(hf:, local and openai: models do); use --distribution samples --samples K --temperature T"

@@ -76,11 +76,6 @@ class SurveyState:
     answered: bool = False
 
 
-def gives_probabilities(model: ResilientChatModel) -> bool:
-    """Whether the model can say how likely each option is (local backends, OpenAI-compatible servers)."""
-    return model.gives_option_probabilities
-
-
 async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
     ctx = runtime.context
     case = state.case
@@ -109,7 +104,7 @@ async def answer(state: SurveyState, runtime: Runtime[SurveyContext]) -> dict:
         )
     except ModelCallFailed as exc:
         if isinstance(exc.__cause__, MalformedResponse):  # every answer empty or naming no option
-            return {"raw": _last_answer(exc.__cause__), "code": None, "answered": True}
+            return {"raw": str(exc.__cause__), "code": None, "answered": True}  # the reason quotes it
         raise
     return {"raw": completion.text, "code": completion.parsed, "answered": True}
 
@@ -123,11 +118,6 @@ def _named_option(question: SurveyQuestion, text: str) -> int:
     if code is None:
         raise NoOptionNamed(f"names no option of {question.key}: {text[:200]!r}")
     return code
-
-
-def _last_answer(problem: MalformedResponse) -> str:
-    """The last unusable answer's text as the reason names it (kept in predictions for reading)."""
-    return str(problem)
 
 
 def build_survey_graph():

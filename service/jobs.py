@@ -152,10 +152,6 @@ class JobEvents:
         self.publish("progress", {"done": self.done, "failed": self.failed, "total": self.total})
 
 
-def _clean_settings(settings: BaseModel) -> dict[str, Any]:
-    return settings.model_dump(mode="json")
-
-
 class JobManager:
     """Accepts, runs, cancels and resumes the server's jobs."""
 
@@ -229,7 +225,7 @@ class JobManager:
         job_id = new_job_id()
         out = self.runs_dir / job_id
         settings = settings.model_copy(update={"out": out})
-        record = self.table.create(job_id, kind.command, _clean_settings(settings), out)
+        record = self.table.create(job_id, kind.command, settings.model_dump(mode="json"), out)
         self._launch(record.id)
         return record
 

@@ -167,12 +167,12 @@ class ResilientChatModel:
         ModelCallFailed with the MalformedResponse as its cause.
         """
         plain, listed = checked_messages(messages), checked_options(options)
-        local = isinstance(self.chat, ScoresOptions)
-        if not local and not self.spec.startswith("openai:"):
+        if not self.gives_option_probabilities:
             raise OptionScoringError(
                 f"{self.spec} cannot give option probabilities (only openai: and local models can); "
                 "sample its answers instead"
             )
+        local = isinstance(self.chat, ScoresOptions)
         usage = self.meter.step(step)
         request = logprob_request()
         # The OpenAI answer (the top tokens) does not depend on the options, so they are not part
