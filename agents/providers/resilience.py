@@ -19,7 +19,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -82,23 +82,22 @@ CALL_TENANT: ContextVar[str] = ContextVar("call_tenant", default="")
 
 
 @contextmanager
-def call_tenant(tenant: str) -> Iterator[None]:
+def _set_within(variable: ContextVar[T], value: T) -> Iterator[None]:
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def call_tenant(tenant: str) -> AbstractContextManager[None]:
     """Calls made inside the block (and in tasks started from it) share the gate as `tenant`."""
-    token = CALL_TENANT.set(tenant)
-    try:
-        yield
-    finally:
-        CALL_TENANT.reset(token)
+    return _set_within(CALL_TENANT, tenant)
 
 
-@contextmanager
-def call_priority(priority: int) -> Iterator[None]:
+def call_priority(priority: int) -> AbstractContextManager[None]:
     """Calls made inside the block wait for slots with this priority (lower goes first)."""
-    token = CALL_PRIORITY.set(priority)
-    try:
-        yield
-    finally:
-        CALL_PRIORITY.reset(token)
+    return _set_within(CALL_PRIORITY, priority)
 
 
 class RateGate:
