@@ -171,7 +171,10 @@ def test_a_job_survives_a_server_sigkill_and_finishes_as_if_uninterrupted(tmp_pa
     mock.log.clear()
 
     runs = tmp_path / "runs"
-    server = serve(runs=runs)
+    # Calls in flight are bounded by the server's gate for the provider, not by the job's own
+    # concurrency (which bounds its items): two at once, so at most two can be paid twice.
+    limit = ("--limit", "openai:concurrency=2")
+    server = serve(*limit, runs=runs)
     with server.client() as client:
         job = submit(client, "augment", augment_args(mock, limit=6, n=3, concurrency=2))
     run_dir = Path(job["run_dir"])
@@ -182,14 +185,14 @@ def test_a_job_survives_a_server_sigkill_and_finishes_as_if_uninterrupted(tmp_pa
     server.kill()
     assert progress_lines(run_dir) < 6, "the job finished before the kill: nothing was tested"
 
-    restarted = serve(runs=runs)  # resumes the job it finds unfinished in the job table
+    restarted = serve(*limit, runs=runs)  # resumes the job it finds unfinished in the job table
     with restarted.client() as client:
         done = wait_for(client, job["id"], finished)
         samples = client.get(f"/v1/jobs/{job['id']}/files/samples.jsonl")
     assert done["status"] == "completed" and done["starts"] == 2
     assert samples.text.splitlines() == (whole / "samples.jsonl").read_text().splitlines()
     # Answers received before the kill are replayed from the ledger; only the calls in flight at
-    # the kill (at most the job's concurrency) can have been asked twice.
+    # the kill (at most the gate's two) can have been asked twice.
     assert len(mock.requests("/chat/completions")) <= whole_calls + 2
     for path in [*run_dir.rglob("*"), restarted.log]:
         if path.is_file():
